@@ -1,0 +1,220 @@
+//! `quiver-bench`: measurements that go into `benches/RESULTS.md`.
+//!
+//! | subcommand | what it measures                                                          |
+//! |------------|---------------------------------------------------------------------------|
+//! | `flat`     | in-process flat search, one thread, beside this machine's memory bandwidth |
+//! | `ingest`   | durable upsert throughput over gRPC against a running server               |
+//!
+//! Every loop is bounded by a count; nothing but loopback is contacted.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use quiver_client::{Client, num_id, pb};
+use quiver_index::{FlatIndex, Metric, PointFilter, VectorIndexRead, Vectors};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::json;
+use std::time::Instant;
+use tokio::task::JoinSet;
+
+#[derive(Parser)]
+#[command(
+    name = "quiver-bench",
+    version,
+    about = "Quiver's load and throughput harness"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Flat search on one thread, against memcpy and a plain read pass over the same bytes.
+    Flat {
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        #[arg(long, default_value_t = 30)]
+        queries: usize,
+        #[arg(long, default_value = "cosine")]
+        metric: String,
+    },
+    /// Durable upserts over gRPC into a new collection of a running server.
+    Ingest {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        #[arg(long, default_value_t = 200_000)]
+        n: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        #[arg(long, default_value = "bench_ingest")]
+        collection: String,
+    },
+}
+
+fn random(seed: u64, len: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// Best of `reps` runs of `f`, in seconds.
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn flat(n: usize, dim: usize, queries: usize, metric: &str) -> anyhow::Result<()> {
+    let metric = match metric {
+        "cosine" => Metric::Cosine,
+        "dot" => Metric::Dot,
+        "l2" => Metric::L2,
+        m => anyhow::bail!("unknown metric {m}"),
+    };
+    let data = random(1, n * dim);
+    let qs = random(2, queries * dim);
+    let bytes = (n * dim * 4) as f64;
+    // Memory bandwidth on one thread: memcpy of the same size (bytes copied per second), and a
+    // read-only pass (a sum the compiler cannot drop).
+    let mut dst = vec![0f32; data.len()];
+    let copy = best_of(5, || dst.copy_from_slice(&data));
+    let mut sink = 0f32;
+    let read = best_of(5, || {
+        sink += data.iter().copied().fold(0.0, |a, b| a + b.abs())
+    });
+    std::hint::black_box((sink, &dst));
+    let vectors = Vectors::new(&data, dim);
+    let filter = PointFilter::default();
+    let t = Instant::now();
+    let mut lat = Vec::with_capacity(queries);
+    for q in qs.chunks_exact(dim) {
+        let s = Instant::now();
+        std::hint::black_box(FlatIndex.search(vectors, metric, q, 10, &filter));
+        lat.push(s.elapsed().as_secs_f64());
+    }
+    let total = t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let scan = bytes * queries as f64 / total;
+    let report = json!({
+        "bench": "flat", "n": n, "dim": dim, "metric": metric.name(), "queries": queries, "threads": 1,
+        "qps": queries as f64 / total,
+        "latency_ms_p50": lat[lat.len() / 2] * 1e3,
+        "scan_gb_s": scan / 1e9,
+        "memcpy_gb_s": bytes / copy / 1e9,
+        "read_pass_gb_s": bytes / read / 1e9,
+        "scan_over_memcpy": scan / (bytes / copy),
+        "scan_over_read_pass": scan / (bytes / read),
+    });
+    println!("{report}");
+    Ok(())
+}
+
+async fn ingest(
+    addr: &str,
+    n: usize,
+    dim: usize,
+    batch: usize,
+    parallel: usize,
+    collection: &str,
+) -> anyhow::Result<()> {
+    let mut client = Client::connect(addr).await?;
+    let _ = client
+        .collections
+        .drop(pb::DropCollectionRequest {
+            name: collection.into(),
+        })
+        .await;
+    client
+        .collections
+        .create(pb::CreateCollectionRequest {
+            name: collection.into(),
+            dim: dim as u32,
+            metric: pb::Metric::L2 as i32,
+            durability: pb::Durability::Sync as i32,
+            ..Default::default()
+        })
+        .await
+        .context("creating the collection")?;
+    let data = random(3, n * dim);
+    let batches: Vec<Vec<pb::Point>> = (0..n)
+        .step_by(batch)
+        .map(|s| {
+            (s..(s + batch).min(n))
+                .map(|i| pb::Point {
+                    id: Some(num_id(i as u64)),
+                    vector: data[i * dim..(i + 1) * dim].to_vec(),
+                    payload_json: String::new(),
+                })
+                .collect()
+        })
+        .collect();
+    let t = Instant::now();
+    let mut lat = Vec::new();
+    let mut set: JoinSet<anyhow::Result<f64>> = JoinSet::new();
+    for b in batches {
+        while set.len() >= parallel {
+            lat.push(set.join_next().await.expect("not empty")??);
+        }
+        let mut c = client.clone();
+        let coll = collection.to_string();
+        set.spawn(async move {
+            let s = Instant::now();
+            c.upsert(&coll, b).await?;
+            Ok(s.elapsed().as_secs_f64())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        lat.push(r??);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize] * 1e3;
+    let count = client.count(collection, None).await?;
+    anyhow::ensure!(
+        count == n as u64,
+        "server holds {count} points, expected {n}"
+    );
+    println!(
+        "{}",
+        json!({"bench": "ingest", "n": n, "dim": dim, "batch": batch, "parallel": parallel, "durability": "sync",
+               "seconds": secs, "vectors_per_s": n as f64 / secs,
+               "batch_ms_p50": pct(0.5), "batch_ms_p99": pct(0.99)})
+    );
+    client
+        .collections
+        .drop(pb::DropCollectionRequest {
+            name: collection.into(),
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Flat {
+            n,
+            dim,
+            queries,
+            metric,
+        } => flat(n, dim, queries, &metric),
+        Cmd::Ingest {
+            addr,
+            n,
+            dim,
+            batch,
+            parallel,
+            collection,
+        } => ingest(&addr, n, dim, batch, parallel, &collection).await,
+    }
+}

@@ -1,0 +1,628 @@
+//! `quiver`: the command-line client. Tables for people by default, `--json` for scripts;
+//! exits non-zero with the server's message on any error.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use quiver_client::vecfile::VecReader;
+use quiver_client::{Client, filter, id_json, parse_id, pb, show_id};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Instant;
+use tokio::task::JoinSet;
+
+#[derive(Parser)]
+#[command(
+    name = "quiver",
+    version,
+    about = "Command-line client for the Quiver vector database"
+)]
+struct Cli {
+    /// Server address.
+    #[arg(
+        long,
+        global = true,
+        env = "QUIVER_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    addr: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create, list, describe, index, flush, compact or drop collections.
+    #[command(subcommand)]
+    Collection(CollectionCmd),
+    /// Import vectors from a .fvecs, .npy or .jsonl file.
+    Import {
+        collection: String,
+        file: PathBuf,
+        /// Points per upsert request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Upsert requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// Id of the first row, for files without ids.
+        #[arg(long, default_value_t = 0)]
+        start_id: u64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Find the nearest points to a vector.
+    Search {
+        collection: String,
+        /// The query as a JSON list of numbers.
+        #[arg(long, conflicts_with = "vector_file")]
+        vector: Option<String>,
+        /// Take the query from row `--row` of a vector file.
+        #[arg(long)]
+        vector_file: Option<PathBuf>,
+        /// Row of --vector-file.
+        #[arg(long, default_value_t = 0)]
+        row: usize,
+        #[arg(short, long, default_value_t = 10)]
+        k: u32,
+        /// A JSON filter (see `quiver help filter`).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Brute force whatever the index.
+        #[arg(long)]
+        exact: bool,
+        #[arg(long)]
+        with_payload: bool,
+        #[arg(long)]
+        with_vector: bool,
+    },
+    /// Read points by id.
+    Get {
+        collection: String,
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        with_vector: bool,
+    },
+    /// Delete points by id or by filter.
+    Delete {
+        collection: String,
+        ids: Vec<String>,
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Count points, optionally matching a filter.
+    Count {
+        collection: String,
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Page through points in id order.
+    Scroll {
+        collection: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Start at this id.
+        #[arg(long)]
+        offset: Option<String>,
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long)]
+        with_vector: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MetricArg {
+    Cosine,
+    Dot,
+    L2,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Sync,
+    Async,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FieldTypeArg {
+    Keyword,
+    Numeric,
+}
+
+#[derive(Subcommand)]
+enum CollectionCmd {
+    /// Create a collection.
+    Create {
+        name: String,
+        #[arg(long)]
+        dim: u32,
+        #[arg(long, value_enum, default_value = "cosine")]
+        metric: MetricArg,
+        #[arg(long, value_enum, default_value = "sync")]
+        durability: DurabilityArg,
+        /// Points in the mutable segment before a flush (0: server default).
+        #[arg(long, default_value_t = 0)]
+        flush_threshold: u32,
+    },
+    /// List collections.
+    List,
+    /// Show a collection's settings and statistics.
+    Describe { name: String },
+    /// Index a payload field for filters.
+    Index {
+        name: String,
+        field: String,
+        #[arg(long = "type", value_enum)]
+        field_type: FieldTypeArg,
+    },
+    /// Write the mutable segment to segment files now.
+    Flush { name: String },
+    /// Merge segments and drop deleted points now.
+    Compact { name: String },
+    /// Drop a collection and all its data.
+    Drop { name: String },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn opt_filter(f: &Option<String>) -> anyhow::Result<Option<pb::Filter>> {
+    Ok(f.as_deref().map(filter::parse_str).transpose()?)
+}
+
+fn payload_value(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(s).unwrap_or(Value::String(s.into()))
+    }
+}
+
+/// Prints rows as an aligned table.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    line(w.iter().map(|n| "-".repeat(*n)).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn metric_name(m: i32) -> &'static str {
+    match pb::Metric::try_from(m) {
+        Ok(pb::Metric::Cosine) => "cosine",
+        Ok(pb::Metric::Dot) => "dot",
+        Ok(pb::Metric::L2) => "l2",
+        _ => "?",
+    }
+}
+
+fn info_json(c: &pb::CollectionInfo) -> Value {
+    json!({
+        "name": c.name, "dim": c.dim, "metric": metric_name(c.metric),
+        "durability": if c.durability == pb::Durability::Async as i32 { "async" } else { "sync" },
+        "flush_threshold": c.flush_threshold, "points": c.points, "segments": c.segments,
+        "disk_bytes": c.disk_bytes, "indexed_fraction": c.indexed_fraction,
+        "unflushed_points": c.unflushed_points,
+        "field_indexes": c.field_indexes.iter().map(|f| json!({"field": f.field, "type": if f.r#type == pb::FieldType::Numeric as i32 { "numeric" } else { "keyword" }})).collect::<Vec<_>>(),
+    })
+}
+
+fn print_info(c: &pb::CollectionInfo, as_json: bool) {
+    let v = info_json(c);
+    if as_json {
+        println!("{v}");
+        return;
+    }
+    let rows = v
+        .as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| {
+            vec![
+                k.clone(),
+                match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+            ]
+        })
+        .collect();
+    table(&["field", "value"], rows);
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut client = Client::connect(&cli.addr).await?;
+    let as_json = cli.json;
+    match cli.command {
+        Cmd::Collection(c) => collection(&mut client, c, as_json).await,
+        Cmd::Import {
+            collection,
+            file,
+            batch,
+            parallel,
+            start_id,
+            quiet,
+        } => {
+            import(
+                client,
+                &collection,
+                &file,
+                batch,
+                parallel.max(1),
+                start_id,
+                quiet || as_json,
+                as_json,
+            )
+            .await
+        }
+        Cmd::Search {
+            collection,
+            vector,
+            vector_file,
+            row,
+            k,
+            filter,
+            exact,
+            with_payload,
+            with_vector,
+        } => {
+            let vector: Vec<f32> = match (vector, vector_file) {
+                (Some(v), _) => {
+                    serde_json::from_str(&v).context("--vector must be a JSON list of numbers")?
+                }
+                (None, Some(path)) => {
+                    VecReader::open(&path)?
+                        .nth(row)
+                        .with_context(|| format!("{} has no row {row}", path.display()))??
+                        .vector
+                }
+                (None, None) => bail!("give the query with --vector or --vector-file"),
+            };
+            let req = pb::SearchRequest {
+                collection,
+                vector,
+                k,
+                filter: opt_filter(&filter)?,
+                with_payload,
+                with_vector,
+                exact,
+                params: None,
+            };
+            let t = Instant::now();
+            let hits = client.search(req).await?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if as_json {
+                let v: Vec<Value> = hits
+                    .iter()
+                    .map(|h| json!({"id": id_json(h.id.as_ref()), "score": h.score, "payload": payload_value(&h.payload_json), "vector": if with_vector { json!(h.vector) } else { Value::Null }}))
+                    .collect();
+                println!("{}", json!({"hits": v, "ms": ms}));
+            } else {
+                let rows = hits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        vec![
+                            (i + 1).to_string(),
+                            show_id(h.id.as_ref()),
+                            format!("{:.6}", h.score),
+                            h.payload_json.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["#", "id", "score", "payload"], rows);
+                println!("{} hits in {ms:.1} ms", hits.len());
+            }
+            Ok(())
+        }
+        Cmd::Get {
+            collection,
+            ids,
+            with_vector,
+        } => {
+            let req = pb::GetRequest {
+                collection,
+                ids: ids.iter().map(|s| parse_id(s)).collect(),
+                with_vector,
+                with_payload: true,
+            };
+            let records = client.points.get(req).await?.into_inner().records;
+            print_records(&records, with_vector, as_json);
+            Ok(())
+        }
+        Cmd::Delete {
+            collection,
+            ids,
+            filter,
+        } => {
+            let selector = match (ids.is_empty(), filter) {
+                (false, None) => pb::delete_request::Selector::Ids(pb::PointIdList {
+                    ids: ids.iter().map(|s| parse_id(s)).collect(),
+                }),
+                (true, Some(f)) => pb::delete_request::Selector::Filter(filter::parse_str(&f)?),
+                _ => bail!("give either ids or --filter"),
+            };
+            let r = client
+                .points
+                .delete(pb::DeleteRequest {
+                    collection,
+                    selector: Some(selector),
+                })
+                .await?
+                .into_inner();
+            if as_json {
+                println!("{}", json!({"deleted": r.affected, "seq": r.seq}));
+            } else {
+                println!("deleted {} point(s)", r.affected);
+            }
+            Ok(())
+        }
+        Cmd::Count { collection, filter } => {
+            let n = client.count(&collection, opt_filter(&filter)?).await?;
+            if as_json {
+                println!("{}", json!({"count": n}))
+            } else {
+                println!("{n}")
+            }
+            Ok(())
+        }
+        Cmd::Scroll {
+            collection,
+            limit,
+            offset,
+            filter,
+            with_vector,
+        } => {
+            let req = pb::ScrollRequest {
+                collection,
+                filter: opt_filter(&filter)?,
+                limit,
+                offset: offset.as_deref().map(parse_id),
+                with_vector,
+                with_payload: true,
+            };
+            let r = client.points.scroll(req).await?.into_inner();
+            print_records(&r.records, with_vector, as_json);
+            if !as_json {
+                if let Some(n) = r.next_offset {
+                    println!("next page: --offset {}", show_id(Some(&n)));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_records(records: &[pb::Record], with_vector: bool, as_json: bool) {
+    if as_json {
+        let v: Vec<Value> = records
+            .iter()
+            .map(|r| json!({"id": id_json(r.id.as_ref()), "payload": payload_value(&r.payload_json), "vector": if with_vector { json!(r.vector) } else { Value::Null }}))
+            .collect();
+        println!("{}", Value::Array(v));
+        return;
+    }
+    let rows = records
+        .iter()
+        .map(|r| {
+            let mut row = vec![show_id(r.id.as_ref()), r.payload_json.clone()];
+            if with_vector {
+                row.push(format!("{:?}", r.vector));
+            }
+            row
+        })
+        .collect();
+    if with_vector {
+        table(&["id", "payload", "vector"], rows);
+    } else {
+        table(&["id", "payload"], rows);
+    }
+}
+
+async fn collection(client: &mut Client, cmd: CollectionCmd, as_json: bool) -> anyhow::Result<()> {
+    match cmd {
+        CollectionCmd::Create {
+            name,
+            dim,
+            metric,
+            durability,
+            flush_threshold,
+        } => {
+            let metric = match metric {
+                MetricArg::Cosine => pb::Metric::Cosine,
+                MetricArg::Dot => pb::Metric::Dot,
+                MetricArg::L2 => pb::Metric::L2,
+            };
+            let durability = match durability {
+                DurabilityArg::Sync => pb::Durability::Sync,
+                DurabilityArg::Async => pb::Durability::Async,
+            };
+            let req = pb::CreateCollectionRequest {
+                name,
+                dim,
+                metric: metric as i32,
+                index: None,
+                durability: durability as i32,
+                flush_threshold,
+            };
+            let info = client.collections.create(req).await?.into_inner();
+            print_info(&info, as_json);
+        }
+        CollectionCmd::List => {
+            let list = client
+                .collections
+                .list(pb::ListCollectionsRequest {})
+                .await?
+                .into_inner()
+                .collections;
+            if as_json {
+                println!("{}", Value::Array(list.iter().map(info_json).collect()));
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.clone(),
+                            c.dim.to_string(),
+                            metric_name(c.metric).into(),
+                            c.points.to_string(),
+                            c.segments.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["name", "dim", "metric", "points", "segments"], rows);
+            }
+        }
+        CollectionCmd::Describe { name } => print_info(&client.describe(&name).await?, as_json),
+        CollectionCmd::Index {
+            name,
+            field,
+            field_type,
+        } => {
+            let t = match field_type {
+                FieldTypeArg::Keyword => pb::FieldType::Keyword,
+                FieldTypeArg::Numeric => pb::FieldType::Numeric,
+            };
+            let req = pb::CreateFieldIndexRequest {
+                collection: name,
+                field,
+                r#type: t as i32,
+            };
+            print_info(
+                &client
+                    .collections
+                    .create_field_index(req)
+                    .await?
+                    .into_inner(),
+                as_json,
+            );
+        }
+        CollectionCmd::Flush { name } => print_info(
+            &client
+                .collections
+                .flush(pb::FlushRequest { name })
+                .await?
+                .into_inner(),
+            as_json,
+        ),
+        CollectionCmd::Compact { name } => print_info(
+            &client
+                .collections
+                .compact(pb::CompactRequest { name })
+                .await?
+                .into_inner(),
+            as_json,
+        ),
+        CollectionCmd::Drop { name } => {
+            client
+                .collections
+                .drop(pb::DropCollectionRequest { name: name.clone() })
+                .await?;
+            if as_json {
+                println!("{}", json!({"dropped": name}))
+            } else {
+                println!("dropped {name}")
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn import(
+    client: Client,
+    collection: &str,
+    file: &PathBuf,
+    batch: usize,
+    parallel: usize,
+    start_id: u64,
+    quiet: bool,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let reader = VecReader::open(file)?;
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        match reader.rows {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::no_length(),
+        }
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} vectors ({per_sec}, eta {eta})")
+            .expect("valid template"),
+    );
+    let t = Instant::now();
+    let mut inflight: JoinSet<anyhow::Result<usize>> = JoinSet::new();
+    let mut done = 0u64;
+    let mut row = 0u64;
+    let mut reader = reader;
+    loop {
+        let mut chunk = Vec::with_capacity(batch);
+        for r in reader.by_ref().take(batch) {
+            let r = r?;
+            chunk.push(pb::Point {
+                id: Some(r.id.unwrap_or_else(|| quiver_client::num_id(start_id + row))),
+                vector: r.vector,
+                payload_json: r.payload_json,
+            });
+            row += 1;
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        while inflight.len() >= parallel {
+            done += inflight.join_next().await.expect("not empty")?? as u64;
+            bar.set_position(done);
+        }
+        let mut c = client.clone();
+        let coll = collection.to_string();
+        inflight.spawn(async move {
+            let n = chunk.len();
+            c.upsert(&coll, chunk).await?;
+            Ok(n)
+        });
+    }
+    while let Some(r) = inflight.join_next().await {
+        done += r?? as u64;
+        bar.set_position(done);
+    }
+    bar.finish_and_clear();
+    let secs = t.elapsed().as_secs_f64();
+    let rate = done as f64 / secs.max(1e-9);
+    if as_json {
+        println!(
+            "{}",
+            json!({"imported": done, "seconds": secs, "vectors_per_second": rate})
+        );
+    } else {
+        println!("imported {done} vectors in {secs:.1} s ({rate:.0} vectors/s)");
+    }
+    Ok(())
+}

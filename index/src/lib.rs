@@ -1,0 +1,139 @@
+//! Vector indexes and the distance kernels under them. No I/O beyond an index's own bytes, no async.
+//!
+//! ```text
+//!   query ──► VectorIndexRead::search(vectors, metric, query, k, PointFilter)
+//!                  │                                   │
+//!                  ▼                                   ▼
+//!            IndexKind::{Flat, ..}              allowed bitmap (payload filter)
+//!                  │                            deleted bitmap (overwrites, deletes)
+//!                  ▼
+//!            distance::Metric (simsimd; scalar twin for tests) ──► topk::TopK
+//! ```
+//!
+//! | file          | what it holds                                                   |
+//! |---------------|-----------------------------------------------------------------|
+//! | `distance.rs` | metrics, SIMD kernels and their scalar twins                     |
+//! | `topk.rs`     | the bounded heap that keeps the k closest                        |
+//! | `flat.rs`     | exact search, also the fallback of every other index             |
+//!
+//! HNSW and IVF-PQ plug in as further variants of [`IndexKind`].
+
+#![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod distance;
+pub mod flat;
+pub mod topk;
+
+pub use distance::Metric;
+pub use flat::FlatIndex;
+pub use roaring::RoaringBitmap;
+pub use topk::{Neighbor, TopK};
+
+/// A read-only view of `len` vectors of `dim` floats stored back to back.
+///
+/// Layout: `(len, dim)`, row-major, so vector `i` is `data[i * dim .. (i + 1) * dim]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Vectors<'a> {
+    data: &'a [f32],
+    dim: usize,
+}
+
+impl<'a> Vectors<'a> {
+    /// Wraps `data`, whose length must be a multiple of `dim`.
+    pub fn new(data: &'a [f32], dim: usize) -> Self {
+        assert!(
+            dim > 0 && data.len() % dim == 0,
+            "vector array is not a whole number of rows"
+        );
+        Vectors { data, dim }
+    }
+
+    /// The number of vectors.
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dim
+    }
+
+    /// True when there are no vectors.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The dimension of every vector.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Vector number `offset`.
+    #[inline]
+    pub fn get(&self, offset: u32) -> &'a [f32] {
+        let start = offset as usize * self.dim;
+        &self.data[start..start + self.dim]
+    }
+
+    /// All vectors in offset order.
+    pub fn iter(&self) -> std::slice::ChunksExact<'a, f32> {
+        self.data.chunks_exact(self.dim)
+    }
+}
+
+/// Which offsets a search may return.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PointFilter<'a> {
+    /// Only these offsets, when set (the payload filter turned into a bitmap).
+    pub allowed: Option<&'a RoaringBitmap>,
+    /// Never these offsets (deleted or overwritten points).
+    pub deleted: Option<&'a RoaringBitmap>,
+}
+
+impl PointFilter<'_> {
+    /// True if `offset` is deleted.
+    #[inline]
+    pub fn is_deleted(&self, offset: u32) -> bool {
+        self.deleted.is_some_and(|d| d.contains(offset))
+    }
+
+    /// True if `offset` may be returned.
+    #[inline]
+    pub fn admits(&self, offset: u32) -> bool {
+        self.allowed.is_none_or(|a| a.contains(offset)) && !self.is_deleted(offset)
+    }
+}
+
+/// The read side of every index.
+pub trait VectorIndexRead {
+    /// The `k` closest admitted vectors to `query`, closest first.
+    fn search(
+        &self,
+        vectors: Vectors<'_>,
+        metric: Metric,
+        query: &[f32],
+        k: usize,
+        filter: &PointFilter<'_>,
+    ) -> Vec<Neighbor>;
+}
+
+/// The closed set of index kinds, dispatched without `dyn`.
+#[derive(Debug, Clone)]
+pub enum IndexKind {
+    /// Exact search.
+    Flat(FlatIndex),
+}
+
+impl IndexKind {
+    /// The `k` closest admitted vectors; `exact` forces a full scan whatever the index.
+    pub fn search(
+        &self,
+        vectors: Vectors<'_>,
+        metric: Metric,
+        query: &[f32],
+        k: usize,
+        filter: &PointFilter<'_>,
+        exact: bool,
+    ) -> Vec<Neighbor> {
+        match self {
+            _ if exact => flat::exact_search(vectors, metric, query, k, filter),
+            IndexKind::Flat(f) => f.search(vectors, metric, query, k, filter),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Configuration in layers: built-in defaults, then a TOML file, then `QUIVER_*` environment
+//! variables, then command-line flags (clap reads both of the last two, flags winning), validated
+//! once into [`Config`].
+
+use anyhow::{Context, bail};
+use clap::Args;
+use quiver_storage::Limits;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The TOML file's shape; every field may be left out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Where data lives.
+    pub data_dir: PathBuf,
+    /// gRPC listen address.
+    pub grpc_addr: String,
+    /// Prometheus metrics listen address; empty turns metrics off.
+    pub metrics_addr: String,
+    /// Log filter (tracing's env-filter syntax).
+    pub log: String,
+    /// Points in a mutable segment before it is flushed, for collections that do not set it.
+    pub flush_threshold: usize,
+    /// Request limits.
+    pub limits: LimitsFile,
+}
+
+/// Limits as written in the TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Largest gRPC message, bytes.
+    pub max_message_bytes: usize,
+    /// Points per upsert, ids per get or delete, searches per batch.
+    pub max_batch: usize,
+    /// Bytes of one payload.
+    pub max_payload_bytes: usize,
+    /// Largest k, and largest scroll page.
+    pub max_k: usize,
+    /// Deepest filter nesting.
+    pub max_filter_depth: usize,
+    /// Most conditions in one filter.
+    pub max_filter_conditions: usize,
+    /// Requests served at once per connection.
+    pub max_concurrent_requests: usize,
+    /// Longest a request may run, seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        ConfigFile {
+            data_dir: PathBuf::from("./data"),
+            grpc_addr: "127.0.0.1:50051".into(),
+            metrics_addr: "127.0.0.1:9091".into(),
+            log: "info".into(),
+            flush_threshold: 20_000,
+            limits: LimitsFile::default(),
+        }
+    }
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsFile {
+            max_message_bytes: 64 << 20,
+            max_batch: l.max_batch,
+            max_payload_bytes: l.max_payload_bytes,
+            max_k: l.max_k,
+            max_filter_depth: l.max_filter_depth,
+            max_filter_conditions: l.max_filter_conditions,
+            max_concurrent_requests: 256,
+            request_timeout_secs: 300,
+        }
+    }
+}
+
+/// Flags, each also readable from a `QUIVER_*` variable.
+#[derive(Debug, Clone, Args, Default)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "QUIVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data folder.
+    #[arg(long, env = "QUIVER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address (port 0 picks a free port; the chosen one is printed).
+    #[arg(long, env = "QUIVER_GRPC_ADDR")]
+    pub grpc_addr: Option<String>,
+    /// Prometheus metrics listen address; "off" turns metrics off.
+    #[arg(long, env = "QUIVER_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Log filter, e.g. "info" or "quiver_storage=debug".
+    #[arg(long, env = "QUIVER_LOG")]
+    pub log: Option<String>,
+    /// Default points per mutable segment before a flush.
+    #[arg(long, env = "QUIVER_FLUSH_THRESHOLD")]
+    pub flush_threshold: Option<usize>,
+    /// Largest gRPC message, bytes.
+    #[arg(long, env = "QUIVER_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Points per upsert, ids per get or delete, searches per batch.
+    #[arg(long, env = "QUIVER_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Bytes of one payload.
+    #[arg(long, env = "QUIVER_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+    /// Largest k.
+    #[arg(long, env = "QUIVER_MAX_K")]
+    pub max_k: Option<usize>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where data lives.
+    pub data_dir: PathBuf,
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Metrics listen address, if on.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log filter.
+    pub log: String,
+    /// Default flush threshold.
+    pub flush_threshold: usize,
+    /// Storage limits.
+    pub limits: Limits,
+    /// Largest gRPC message.
+    pub max_message_bytes: usize,
+    /// Requests served at once per connection.
+    pub max_concurrent_requests: usize,
+    /// Longest a request may run.
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// Builds the configuration from the layers.
+    pub fn load(o: &Overrides) -> anyhow::Result<Config> {
+        let mut f = match &o.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<ConfigFile>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => ConfigFile::default(),
+        };
+        macro_rules! set {
+            ($($dst:expr => $src:expr),* $(,)?) => { $( if let Some(v) = $src.clone() { $dst = v; } )* };
+        }
+        set! {
+            f.data_dir => o.data_dir,
+            f.grpc_addr => o.grpc_addr,
+            f.metrics_addr => o.metrics_addr,
+            f.log => o.log,
+            f.flush_threshold => o.flush_threshold,
+            f.limits.max_message_bytes => o.max_message_bytes,
+            f.limits.max_batch => o.max_batch,
+            f.limits.max_payload_bytes => o.max_payload_bytes,
+            f.limits.max_k => o.max_k,
+        }
+        let grpc_addr = f
+            .grpc_addr
+            .parse()
+            .with_context(|| format!("grpc_addr {:?} is not an address", f.grpc_addr))?;
+        let metrics_addr = match f.metrics_addr.as_str() {
+            "" | "off" => None,
+            a => Some(
+                a.parse()
+                    .with_context(|| format!("metrics_addr {a:?} is not an address"))?,
+            ),
+        };
+        let l = &f.limits;
+        for (name, v) in [
+            ("flush_threshold", f.flush_threshold),
+            ("max_message_bytes", l.max_message_bytes),
+            ("max_batch", l.max_batch),
+            ("max_payload_bytes", l.max_payload_bytes),
+            ("max_k", l.max_k),
+            ("max_filter_depth", l.max_filter_depth),
+            ("max_filter_conditions", l.max_filter_conditions),
+            ("max_concurrent_requests", l.max_concurrent_requests),
+        ] {
+            if v == 0 {
+                bail!("{name} must be at least 1");
+            }
+        }
+        Ok(Config {
+            data_dir: f.data_dir,
+            grpc_addr,
+            metrics_addr,
+            log: f.log,
+            flush_threshold: f.flush_threshold,
+            limits: Limits {
+                max_batch: l.max_batch,
+                max_payload_bytes: l.max_payload_bytes,
+                max_k: l.max_k,
+                max_filter_depth: l.max_filter_depth,
+                max_filter_conditions: l.max_filter_conditions,
+            },
+            max_message_bytes: l.max_message_bytes,
+            max_concurrent_requests: l.max_concurrent_requests,
+            request_timeout: Duration::from_secs(l.request_timeout_secs.max(1)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = std::env::temp_dir().join(format!("quiver-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("q.toml");
+        std::fs::write(
+            &path,
+            "grpc_addr = \"127.0.0.1:7000\"\nflush_threshold = 5\n[limits]\nmax_k = 50\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path),
+            flush_threshold: Some(9),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.grpc_addr.port(), 7000, "file over default");
+        assert_eq!(c.flush_threshold, 9, "flag over file");
+        assert_eq!(c.limits.max_k, 50);
+        assert_eq!(c.data_dir, PathBuf::from("./data"), "default kept");
+        std::fs::write(dir.join("bad.toml"), "nonsense_key = 1\n").unwrap();
+        let bad = Overrides {
+            config: Some(dir.join("bad.toml")),
+            ..Default::default()
+        };
+        assert!(Config::load(&bad).is_err(), "unknown keys are refused");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

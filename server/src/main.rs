@@ -1,0 +1,222 @@
+//! `quiver-server`: Quiver's server binary.
+//!
+//! ```text
+//! main ─► Config::load (defaults ◄ TOML ◄ QUIVER_* ◄ flags) ─► Storage::open (recovery)
+//!      ─► tonic: Collections, Points, grpc.health.v1, reflection   (gRPC listener)
+//!      ─► metrics::serve                                            (HTTP listener)
+//!      ─► SIGTERM / Ctrl-C: stop accepting, finish requests, Storage::shutdown
+//! ```
+//!
+//! | file         | what it holds                                  |
+//! |--------------|------------------------------------------------|
+//! | `config.rs`  | configuration layers and validation             |
+//! | `service.rs` | the Collections and Points services             |
+//! | `convert.rs` | wire ↔ storage types                            |
+//! | `status.rs`  | storage errors → gRPC status codes (one place)  |
+//! | `metrics.rs` | Prometheus metrics and their HTTP endpoint      |
+
+mod config;
+mod convert;
+mod metrics;
+mod service;
+mod status;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{Config, Overrides};
+use quiver_proto::v1::collections_server::CollectionsServer;
+use quiver_proto::v1::points_server::PointsServer;
+use quiver_storage::{Storage, StorageOptions};
+use std::io::Write;
+use std::sync::Arc;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Quiver: a vector database server.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Verify every collection's files offline (checksums, WAL records); exit 1 if any is damaged.
+    Check,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(&cli.overrides)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log)
+                .context("parsing the log filter")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Check => check(config),
+    }
+}
+
+fn open_storage(config: &Config) -> anyhow::Result<Arc<Storage>> {
+    Storage::open(StorageOptions {
+        data_dir: config.data_dir.clone(),
+        limits: config.limits.clone(),
+    })
+    .with_context(|| format!("opening data folder {}", config.data_dir.display()))
+}
+
+fn check(config: Config) -> anyhow::Result<()> {
+    let storage = open_storage(&config)?;
+    for c in storage.collections() {
+        let st = c.stats();
+        println!(
+            "ok      {} ({} points, {} segments)",
+            c.name(),
+            st.points,
+            st.segments
+        );
+    }
+    let failed = storage.failed_collections();
+    for (name, reason) in &failed {
+        println!("DAMAGED {name}: {reason}");
+    }
+    storage.shutdown();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} damaged collection(s)", failed.len())
+    }
+}
+
+/// Turns tonic's OUT_OF_RANGE for an oversized message into RESOURCE_EXHAUSTED, the code
+/// Quiver documents for every request over a limit.
+fn oversized_is_resource_exhausted(
+    mut resp: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let h = resp.headers();
+    let oversized = h.get("grpc-status").is_some_and(|v| v == "11")
+        && h.get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
+    if oversized {
+        resp.headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    resp
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let storage = open_storage(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run(config, storage.clone()));
+    storage.shutdown();
+    tracing::info!("stopped");
+    result
+}
+
+async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
+    let metrics = metrics::Metrics::new();
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC to {}", config.grpc_addr))?;
+    let grpc_addr = listener.local_addr()?;
+    let metrics_addr = match config.metrics_addr {
+        Some(addr) => {
+            let l = metrics::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics to {addr}"))?;
+            let bound = l.local_addr()?;
+            tokio::spawn(metrics::serve(l, metrics.clone(), storage.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
+    let svc = service::Service {
+        storage: storage.clone(),
+        metrics,
+        flush_threshold: config.flush_threshold,
+    };
+    let limit = config.max_message_bytes;
+    let collections = CollectionsServer::new(svc.clone())
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let points = PointsServer::new(svc)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<CollectionsServer<service::Service>>()
+        .await;
+    health_reporter
+        .set_serving::<PointsServer<service::Service>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(quiver_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    tracing::info!(%grpc_addr, data_dir = %config.data_dir.display(), "serving");
+    {
+        let mut out = std::io::stdout().lock();
+        let m = metrics_addr.map_or("off".to_string(), |a| a.to_string());
+        writeln!(out, "quiver-server listening grpc={grpc_addr} metrics={m}")?;
+        out.flush()?;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .timeout(config.request_timeout)
+            .concurrency_limit_per_connection(config.max_concurrent_requests)
+            .layer(tower::util::MapResponseLayer::new(
+                oversized_is_resource_exhausted,
+            ))
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(collections)
+            .add_service(points)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stop_rx.await;
+            }),
+    );
+    shutdown_signal().await;
+    let _ = stop_tx.send(());
+    // Requests under way get a grace period; idle client connections do not hold the stop up.
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(joined) => joined.context("gRPC server task")?.context("gRPC server")?,
+        Err(_) => tracing::info!("closing connections still open after the grace period"),
+    }
+    Ok(())
+}
+
+/// How long requests under way may take to finish after a stop signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,373 @@
+//! The gRPC services `quiver.v1.Collections` and `quiver.v1.Points`. Each handler converts the
+//! request, runs the storage call on the blocking pool, and maps errors with `status::to_status`.
+
+use crate::convert;
+use crate::metrics::Metrics;
+use crate::status::{invalid, to_status};
+use quiver_proto::v1 as pb;
+use quiver_proto::v1::collections_server::Collections;
+use quiver_proto::v1::points_server::Points;
+use quiver_storage::{Collection, SearchRequest, Storage, StorageError};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// State shared by both services.
+#[derive(Clone)]
+pub struct Service {
+    /// The storage engine.
+    pub storage: Arc<Storage>,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Default flush threshold for new collections.
+    pub flush_threshold: usize,
+}
+
+/// Runs a storage call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("storage task failed: {e}")))?
+        .map_err(to_status)
+}
+
+impl Service {
+    fn collection(&self, name: &str) -> Result<Arc<Collection>, Status> {
+        if name.is_empty() {
+            return Err(invalid("collection name is empty"));
+        }
+        self.storage.collection(name).map_err(to_status)
+    }
+}
+
+#[tonic::async_trait]
+impl Collections for Service {
+    async fn create(
+        &self,
+        req: Request<pb::CreateCollectionRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        self.metrics
+            .observe("Collections/Create", async {
+                let cfg = convert::collection_config(req.get_ref(), self.flush_threshold)?;
+                let storage = self.storage.clone();
+                let c = blocking(move || storage.create_collection(cfg)).await?;
+                Ok(Response::new(convert::collection_info(&c)))
+            })
+            .await
+    }
+
+    async fn drop(
+        &self,
+        req: Request<pb::DropCollectionRequest>,
+    ) -> Result<Response<pb::DropCollectionResponse>, Status> {
+        self.metrics
+            .observe("Collections/Drop", async {
+                let name = req.into_inner().name;
+                if name.is_empty() {
+                    return Err(invalid("collection name is empty"));
+                }
+                let storage = self.storage.clone();
+                blocking(move || storage.drop_collection(&name)).await?;
+                Ok(Response::new(pb::DropCollectionResponse {}))
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        _req: Request<pb::ListCollectionsRequest>,
+    ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
+        self.metrics
+            .observe("Collections/List", async {
+                let collections = self
+                    .storage
+                    .collections()
+                    .iter()
+                    .map(|c| convert::collection_info(c))
+                    .collect();
+                Ok(Response::new(pb::ListCollectionsResponse { collections }))
+            })
+            .await
+    }
+
+    async fn describe(
+        &self,
+        req: Request<pb::DescribeCollectionRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        self.metrics
+            .observe("Collections/Describe", async {
+                let c = self.collection(&req.get_ref().name)?;
+                Ok(Response::new(convert::collection_info(&c)))
+            })
+            .await
+    }
+
+    async fn create_field_index(
+        &self,
+        req: Request<pb::CreateFieldIndexRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        self.metrics
+            .observe("Collections/CreateFieldIndex", async {
+                let r = req.into_inner();
+                let c = self.collection(&r.collection)?;
+                let ty = convert::field_type(r.r#type)?;
+                let (storage, c2) = (self.storage.clone(), c.clone());
+                blocking(move || storage.create_field_index(&c2, &r.field, ty)).await?;
+                Ok(Response::new(convert::collection_info(&c)))
+            })
+            .await
+    }
+
+    async fn flush(
+        &self,
+        req: Request<pb::FlushRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        self.metrics
+            .observe("Collections/Flush", async {
+                let c = self.collection(&req.get_ref().name)?;
+                let (storage, c2) = (self.storage.clone(), c.clone());
+                blocking(move || storage.flush(&c2)).await?;
+                Ok(Response::new(convert::collection_info(&c)))
+            })
+            .await
+    }
+
+    async fn compact(
+        &self,
+        req: Request<pb::CompactRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        self.metrics
+            .observe("Collections/Compact", async {
+                let c = self.collection(&req.get_ref().name)?;
+                let (storage, c2) = (self.storage.clone(), c.clone());
+                blocking(move || storage.compact(&c2)).await?;
+                Ok(Response::new(convert::collection_info(&c)))
+            })
+            .await
+    }
+}
+
+/// An owned search, movable to the blocking pool.
+struct OwnedSearch {
+    vector: Vec<f32>,
+    k: usize,
+    filter: Option<quiver_storage::Filter>,
+    exact: bool,
+    with_payload: bool,
+    with_vector: bool,
+}
+
+impl OwnedSearch {
+    fn from_pb(r: pb::SearchRequest) -> Result<OwnedSearch, Status> {
+        Ok(OwnedSearch {
+            filter: convert::opt_filter(r.filter.as_ref())?,
+            vector: r.vector,
+            k: r.k as usize,
+            exact: r.exact,
+            with_payload: r.with_payload,
+            with_vector: r.with_vector,
+        })
+    }
+
+    fn borrow(&self) -> SearchRequest<'_> {
+        SearchRequest {
+            vector: &self.vector,
+            k: self.k,
+            filter: self.filter.as_ref(),
+            exact: self.exact,
+            with_payload: self.with_payload,
+            with_vector: self.with_vector,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Points for Service {
+    async fn upsert(
+        &self,
+        req: Request<pb::UpsertRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        self.metrics
+            .observe("Points/Upsert", async {
+                let r = req.into_inner();
+                let c = self.collection(&r.collection)?;
+                let points = r
+                    .points
+                    .into_iter()
+                    .map(|p| {
+                        let id = convert::point_id(p.id.as_ref())?;
+                        Ok((id, p.vector, Some(p.payload_json)))
+                    })
+                    .collect::<Result<Vec<_>, Status>>()?;
+                let storage = self.storage.clone();
+                let out = blocking(move || {
+                    let batch = c.prepare_upsert(points)?;
+                    storage.upsert(&c, batch)
+                })
+                .await?;
+                Ok(Response::new(pb::WriteResponse {
+                    seq: out.seq.0,
+                    affected: out.affected,
+                }))
+            })
+            .await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        self.metrics
+            .observe("Points/Delete", async {
+                let r = req.into_inner();
+                let c = self.collection(&r.collection)?;
+                let storage = self.storage.clone();
+                let out = match r.selector {
+                    Some(pb::delete_request::Selector::Ids(list)) => {
+                        let ids = convert::point_ids(&list.ids)?;
+                        blocking(move || {
+                            c.check_ids(&ids)?;
+                            storage.delete(&c, ids)
+                        })
+                        .await?
+                    }
+                    Some(pb::delete_request::Selector::Filter(f)) => {
+                        let f = convert::filter(&f)?;
+                        blocking(move || {
+                            let ids = c.matching_ids(&f)?;
+                            storage.delete(&c, ids)
+                        })
+                        .await?
+                    }
+                    None => return Err(invalid("delete needs ids or a filter")),
+                };
+                Ok(Response::new(pb::WriteResponse {
+                    seq: out.seq.0,
+                    affected: out.affected,
+                }))
+            })
+            .await
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        self.metrics
+            .observe("Points/Get", async {
+                let r = req.into_inner();
+                let c = self.collection(&r.collection)?;
+                let ids = convert::point_ids(&r.ids)?;
+                let records = blocking(move || c.get(&ids, r.with_vector, r.with_payload)).await?;
+                Ok(Response::new(pb::GetResponse {
+                    records: records.into_iter().map(convert::record_pb).collect(),
+                }))
+            })
+            .await
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        self.metrics
+            .observe("Points/Search", async {
+                let r = req.into_inner();
+                let c = self.collection(&r.collection)?;
+                let s = OwnedSearch::from_pb(r)?;
+                let hits = blocking(move || c.search(&s.borrow())).await?;
+                Ok(Response::new(pb::SearchResponse {
+                    hits: hits.into_iter().map(convert::scored_pb).collect(),
+                }))
+            })
+            .await
+    }
+
+    async fn search_batch(
+        &self,
+        req: Request<pb::SearchBatchRequest>,
+    ) -> Result<Response<pb::SearchBatchResponse>, Status> {
+        self.metrics
+            .observe("Points/SearchBatch", async {
+                let r = req.into_inner();
+                let c = self.collection(&r.collection)?;
+                let limit = self.storage.limits().max_batch;
+                if r.searches.len() > limit {
+                    return Err(to_status(StorageError::BatchTooLarge {
+                        size: r.searches.len(),
+                        limit,
+                    }));
+                }
+                if r.searches.is_empty() {
+                    return Err(to_status(StorageError::Empty {
+                        what: "search batch",
+                    }));
+                }
+                let searches = r
+                    .searches
+                    .into_iter()
+                    .map(OwnedSearch::from_pb)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let results = blocking(move || {
+                    let borrowed: Vec<_> = searches.iter().map(OwnedSearch::borrow).collect();
+                    c.search_batch(&borrowed)
+                })
+                .await?;
+                Ok(Response::new(pb::SearchBatchResponse {
+                    results: results
+                        .into_iter()
+                        .map(|hits| pb::SearchResponse {
+                            hits: hits.into_iter().map(convert::scored_pb).collect(),
+                        })
+                        .collect(),
+                }))
+            })
+            .await
+    }
+
+    async fn scroll(
+        &self,
+        req: Request<pb::ScrollRequest>,
+    ) -> Result<Response<pb::ScrollResponse>, Status> {
+        self.metrics
+            .observe("Points/Scroll", async {
+                let r = req.into_inner();
+                let c = self.collection(&r.collection)?;
+                let filter = convert::opt_filter(r.filter.as_ref())?;
+                let offset = r
+                    .offset
+                    .as_ref()
+                    .map(|o| convert::point_id(Some(o)))
+                    .transpose()?;
+                let limit = if r.limit == 0 { 100 } else { r.limit as usize };
+                let (records, next) = blocking(move || {
+                    c.scroll(
+                        filter.as_ref(),
+                        offset.as_ref(),
+                        limit,
+                        r.with_vector,
+                        r.with_payload,
+                    )
+                })
+                .await?;
+                Ok(Response::new(pb::ScrollResponse {
+                    records: records.into_iter().map(convert::record_pb).collect(),
+                    next_offset: next.as_ref().map(convert::point_id_pb),
+                }))
+            })
+            .await
+    }
+
+    async fn count(
+        &self,
+        req: Request<pb::CountRequest>,
+    ) -> Result<Response<pb::CountResponse>, Status> {
+        self.metrics
+            .observe("Points/Count", async {
+                let r = req.into_inner();
+                let c = self.collection(&r.collection)?;
+                let filter = convert::opt_filter(r.filter.as_ref())?;
+                let count = blocking(move || c.count(filter.as_ref())).await?;
+                Ok(Response::new(pb::CountResponse { count }))
+            })
+            .await
+    }
+}

@@ -1,0 +1,38 @@
+//! The one map from storage errors to gRPC status codes. Exhaustive on purpose: a new error
+//! variant does not compile until it is given a code here.
+
+use quiver_storage::StorageError;
+use tonic::{Code, Status};
+
+/// The gRPC status for a storage error, with its message.
+pub fn to_status(e: StorageError) -> Status {
+    use StorageError as E;
+    let code = match &e {
+        E::CollectionNotFound { .. } => Code::NotFound,
+        E::CollectionExists { .. } => Code::AlreadyExists,
+        E::CollectionUnavailable { .. } | E::Corrupted { .. } => Code::DataLoss,
+        E::WrongDimension { .. }
+        | E::NonFiniteValue { .. }
+        | E::ZeroVector { .. }
+        | E::InvalidId { .. }
+        | E::DuplicateId { .. }
+        | E::Empty { .. }
+        | E::InvalidPayload { .. }
+        | E::InvalidFilter { .. }
+        | E::InvalidK { .. }
+        | E::InvalidConfig { .. } => Code::InvalidArgument,
+        E::BatchTooLarge { .. } | E::PayloadTooLarge { .. } => Code::ResourceExhausted,
+        E::Unimplemented { .. } => Code::Unimplemented,
+        E::Codec { .. } | E::Io { .. } => Code::Internal,
+        E::Rocks(_) | E::ShuttingDown => Code::Unavailable,
+    };
+    if matches!(code, Code::Internal | Code::Unavailable | Code::DataLoss) {
+        tracing::error!(error = %e, "request failed");
+    }
+    Status::new(code, e.to_string())
+}
+
+/// An INVALID_ARGUMENT status.
+pub fn invalid(msg: impl Into<String>) -> Status {
+    Status::invalid_argument(msg.into())
+}

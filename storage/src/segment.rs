@@ -1,0 +1,416 @@
+//! Segments: a run of points with their vectors, ids and index. The mutable segment grows in
+//! memory; frozen, it is written to segment files and reopened read-only through mmap.
+//!
+//! ```text
+//! MutableSegment ──freeze──► SegmentData (owned vectors) ──write_segment──► {segment}/ files
+//!                                                        ◄──open_segment── (mmap, checksums)
+//! ```
+//!
+//! On disk, `{collection dir}/segments/{segment id}/` holds one file per kind:
+//!
+//! ```text
+//! every file : header (64 bytes) | body | crc32 u32 of header+body | b"QEND"
+//! header     : magic b"QUIVSEG\0" | kind u32 | format version u32 | segment id u64
+//!              | count u64 | dim u32 | 28 zero bytes
+//! vectors.bin: body = count × dim × f32 LE (row-major, starts at byte 64: 4-byte aligned for mmap)
+//! ids.bin    : body = count × point id (codec.rs: tag u8, then u64 LE or u32 length + UTF-8)
+//! ```
+//! Files are written in a `.tmp` folder, fsynced, and renamed into place; the manifest in
+//! RocksDB names the segment only after that. Deletions are not in these files: they live in
+//! RocksDB (`deleted/` keys) because they change after the segment is sealed.
+
+use crate::codec::{Reader, put_point_id};
+use crate::error::{Result, StorageError, io_err};
+use crate::payload_index::PayloadIndex;
+use crate::types::{PointId, SegmentId};
+use memmap2::Mmap;
+use quiver_index::{FlatIndex, IndexKind, Vectors};
+use roaring::RoaringBitmap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("segment files are read with mmap as little-endian f32");
+
+const MAGIC: &[u8; 8] = b"QUIVSEG\0";
+const TRAILER_MAGIC: &[u8; 4] = b"QEND";
+const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 64;
+const TRAILER_LEN: usize = 8;
+const KIND_VECTORS: u32 = 1;
+const KIND_IDS: u32 = 2;
+/// File of the vectors.
+pub const VECTORS_FILE: &str = "vectors.bin";
+/// File of the ids.
+pub const IDS_FILE: &str = "ids.bin";
+
+/// Vectors held in memory or mapped from a segment file.
+#[derive(Debug)]
+pub enum VectorData {
+    /// In memory (mutable and frozen segments).
+    Owned(Vec<f32>),
+    /// Mapped from `vectors.bin`; `len` floats starting at byte `HEADER_LEN`.
+    Mapped {
+        /// The whole file.
+        map: Mmap,
+        /// Number of floats.
+        len: usize,
+    },
+}
+
+impl VectorData {
+    /// The floats, row-major.
+    pub fn as_slice(&self) -> &[f32] {
+        match self {
+            VectorData::Owned(v) => v,
+            VectorData::Mapped { map, len } => {
+                bytemuck::cast_slice(&map[HEADER_LEN..HEADER_LEN + len * 4])
+            }
+        }
+    }
+}
+
+/// A segment that no longer changes (its deletions are tracked beside it).
+#[derive(Debug)]
+pub struct SegmentData {
+    /// Its number.
+    pub id: SegmentId,
+    /// Vector dimension.
+    pub dim: usize,
+    /// The vectors.
+    pub vectors: VectorData,
+    /// Point ids by offset.
+    pub ids: Vec<PointId>,
+    /// The search index.
+    pub index: IndexKind,
+    /// Where its files are and their total size, once written.
+    pub disk: Option<(PathBuf, u64)>,
+}
+
+impl SegmentData {
+    /// The vectors as an index view.
+    pub fn vectors(&self) -> Vectors<'_> {
+        Vectors::new(self.vectors.as_slice(), self.dim)
+    }
+
+    /// Number of points, deleted ones included.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True if the segment holds no points.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// The segment that takes writes, in memory.
+#[derive(Debug)]
+pub struct MutableSegment {
+    /// Its number (kept when it is frozen and written).
+    pub id: SegmentId,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Vectors, row-major: `(ids.len(), dim)`.
+    pub vectors: Vec<f32>,
+    /// Point ids by offset.
+    pub ids: Vec<PointId>,
+    /// Offsets deleted or overwritten.
+    pub deleted: RoaringBitmap,
+    /// Indexes of its payloads.
+    pub payload_index: PayloadIndex,
+}
+
+impl MutableSegment {
+    /// An empty segment.
+    pub fn new(id: SegmentId, dim: usize, payload_index: PayloadIndex) -> Self {
+        MutableSegment {
+            id,
+            dim,
+            vectors: Vec::new(),
+            ids: Vec::new(),
+            deleted: RoaringBitmap::new(),
+            payload_index,
+        }
+    }
+
+    /// Appends a point and returns its offset.
+    pub fn push(&mut self, id: PointId, vector: &[f32]) -> u32 {
+        let offset = self.ids.len() as u32;
+        self.ids.push(id);
+        self.vectors.extend_from_slice(vector);
+        offset
+    }
+
+    /// Points present, deleted ones included.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True if no point was ever appended.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Live points.
+    pub fn live(&self) -> u64 {
+        self.ids.len() as u64 - self.deleted.len()
+    }
+
+    /// The vectors as an index view.
+    pub fn vectors(&self) -> Vectors<'_> {
+        Vectors::new(&self.vectors, self.dim)
+    }
+
+    /// Ends the segment: its data becomes read-only, its deletions and payload index go on.
+    pub fn freeze(self) -> (SegmentData, RoaringBitmap, PayloadIndex) {
+        let data = SegmentData {
+            id: self.id,
+            dim: self.dim,
+            vectors: VectorData::Owned(self.vectors),
+            ids: self.ids,
+            index: IndexKind::Flat(FlatIndex),
+            disk: None,
+        };
+        (data, self.deleted, self.payload_index)
+    }
+}
+
+fn header(kind: u32, segment: SegmentId, count: usize, dim: usize) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&kind.to_le_bytes());
+    h.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h.extend_from_slice(&segment.0.to_le_bytes());
+    h.extend_from_slice(&(count as u64).to_le_bytes());
+    h.extend_from_slice(&(dim as u32).to_le_bytes());
+    h.resize(HEADER_LEN, 0);
+    h
+}
+
+/// Writes one file: header, body chunks, checksum trailer; fsynced.
+fn write_file(path: &Path, header: &[u8], body: &[&[u8]]) -> Result<u64> {
+    let mut f = File::create(path).map_err(io_err(path))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    for part in std::iter::once(header).chain(body.iter().copied()) {
+        crc.update(part);
+        f.write_all(part).map_err(io_err(path))?;
+        len += part.len() as u64;
+    }
+    f.write_all(&crc.finalize().to_le_bytes())
+        .map_err(io_err(path))?;
+    f.write_all(TRAILER_MAGIC).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))?;
+    Ok(len + TRAILER_LEN as u64)
+}
+
+fn fsync_dir(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(path))
+}
+
+/// Writes a segment's files into `segments_dir/{id}` (via a `.tmp` folder and a rename).
+/// Returns the folder and the bytes written.
+pub fn write_segment(
+    segments_dir: &Path,
+    id: SegmentId,
+    dim: usize,
+    vectors: &[f32],
+    ids: &[PointId],
+) -> Result<(PathBuf, u64)> {
+    let final_dir = segments_dir.join(id.0.to_string());
+    let tmp_dir = segments_dir.join(format!("{}.tmp", id.0));
+    for d in [&final_dir, &tmp_dir] {
+        if d.exists() {
+            // Left by a crash before the manifest named it: never served, safe to replace.
+            fs::remove_dir_all(d).map_err(io_err(d))?;
+        }
+    }
+    fs::create_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
+    let mut bytes = write_file(
+        &tmp_dir.join(VECTORS_FILE),
+        &header(KIND_VECTORS, id, ids.len(), dim),
+        &[bytemuck::cast_slice(vectors)],
+    )?;
+    let mut raw_ids = Vec::with_capacity(ids.len() * 9);
+    for id in ids {
+        put_point_id(&mut raw_ids, id);
+    }
+    bytes += write_file(
+        &tmp_dir.join(IDS_FILE),
+        &header(KIND_IDS, id, ids.len(), dim),
+        &[&raw_ids],
+    )?;
+    fsync_dir(&tmp_dir)?;
+    fs::rename(&tmp_dir, &final_dir).map_err(io_err(&final_dir))?;
+    fsync_dir(segments_dir)?;
+    Ok((final_dir, bytes))
+}
+
+fn corrupted(path: &Path, reason: impl Into<String>) -> StorageError {
+    StorageError::Corrupted {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Maps a file and checks magic, kind, version, segment id, length and checksum.
+/// Returns the map and the header's count.
+fn open_file(path: &Path, kind: u32, id: SegmentId, dim: usize) -> Result<(Mmap, usize)> {
+    let f = File::open(path).map_err(io_err(path))?;
+    // SAFETY: segment files are written once, renamed into place and never modified while
+    // mapped; the checksum below is verified before any byte is trusted.
+    let map = unsafe { Mmap::map(&f) }.map_err(io_err(path))?;
+    if map.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(corrupted(
+            path,
+            format!("{} bytes is shorter than a header", map.len()),
+        ));
+    }
+    let (content, trailer) = map.split_at(map.len() - TRAILER_LEN);
+    if &trailer[4..] != TRAILER_MAGIC {
+        return Err(corrupted(path, "trailer magic missing (truncated?)"));
+    }
+    let stored = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
+    if crc32fast::hash(content) != stored {
+        return Err(corrupted(path, "checksum mismatch"));
+    }
+    let mut r = Reader::new(&content[..HEADER_LEN]);
+    let bad = |what: &str| corrupted(path, what.to_string());
+    if r.bytes(8, "magic")? != MAGIC {
+        return Err(bad("not a Quiver segment file (bad magic)"));
+    }
+    if r.u32("kind")? != kind {
+        return Err(bad("wrong file kind"));
+    }
+    let version = r.u32("version")?;
+    if version != FORMAT_VERSION {
+        return Err(corrupted(
+            path,
+            format!("unsupported format version {version}"),
+        ));
+    }
+    if r.u64("segment id")? != id.0 {
+        return Err(bad("file belongs to another segment"));
+    }
+    let count = r.u64("count")? as usize;
+    if r.u32("dim")? as usize != dim {
+        return Err(bad("dimension differs from the collection's"));
+    }
+    Ok((map, count))
+}
+
+/// Opens the segment in `dir`, verifying every file. Any damage is an error naming the file.
+pub fn open_segment(dir: &Path, id: SegmentId, dim: usize) -> Result<SegmentData> {
+    let vpath = dir.join(VECTORS_FILE);
+    let (vmap, count) = open_file(&vpath, KIND_VECTORS, id, dim)?;
+    let want = count
+        .checked_mul(dim * 4)
+        .ok_or_else(|| corrupted(&vpath, "count overflows"))?;
+    if vmap.len() != HEADER_LEN + want + TRAILER_LEN {
+        return Err(corrupted(&vpath, "length does not match count × dim"));
+    }
+    let ipath = dir.join(IDS_FILE);
+    let (imap, icount) = open_file(&ipath, KIND_IDS, id, dim)?;
+    if icount != count {
+        return Err(corrupted(
+            &ipath,
+            format!("{icount} ids for {count} vectors"),
+        ));
+    }
+    let mut r = Reader::new(&imap[HEADER_LEN..imap.len() - TRAILER_LEN]);
+    let mut ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        ids.push(r.point_id().map_err(|e| corrupted(&ipath, e.to_string()))?);
+    }
+    if r.remaining() != 0 {
+        return Err(corrupted(&ipath, "stray bytes after the last id"));
+    }
+    let bytes = (vmap.len() + imap.len()) as u64;
+    Ok(SegmentData {
+        id,
+        dim,
+        vectors: VectorData::Mapped {
+            map: vmap,
+            len: count * dim,
+        },
+        ids,
+        index: IndexKind::Flat(FlatIndex),
+        disk: Some((dir.to_path_buf(), bytes)),
+    })
+}
+
+/// Checks every file of the segment in `dir` without keeping it open.
+pub fn verify_segment(dir: &Path, id: SegmentId, dim: usize) -> Result<()> {
+    open_segment(dir, id, dim).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("quiver-seg-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn sample() -> (Vec<f32>, Vec<PointId>) {
+        let vectors: Vec<f32> = (0..30).map(|x| x as f32 * 0.5).collect();
+        let ids = (0..10)
+            .map(|i| {
+                if i % 2 == 0 {
+                    PointId::Num(i)
+                } else {
+                    PointId::Text(format!("p{i}"))
+                }
+            })
+            .collect();
+        (vectors, ids)
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tmpdir("rt");
+        let (v, ids) = sample();
+        let (path, bytes) = write_segment(&dir, SegmentId(4), 3, &v, &ids).unwrap();
+        let seg = open_segment(&path, SegmentId(4), 3).unwrap();
+        assert_eq!(seg.vectors.as_slice(), &v[..]);
+        assert_eq!(seg.ids, ids);
+        assert_eq!(seg.disk.as_ref().unwrap().1, bytes);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_flipped_byte_and_truncation_is_detected() {
+        let dir = tmpdir("flip");
+        let (v, ids) = sample();
+        let (path, _) = write_segment(&dir, SegmentId(1), 3, &v, &ids).unwrap();
+        for file in [VECTORS_FILE, IDS_FILE] {
+            let p = path.join(file);
+            let good = fs::read(&p).unwrap();
+            for pos in (0..good.len()).step_by(7) {
+                let mut bad = good.clone();
+                bad[pos] ^= 0x10;
+                fs::write(&p, &bad).unwrap();
+                let err = open_segment(&path, SegmentId(1), 3).unwrap_err();
+                assert!(err.to_string().contains(file), "{file} byte {pos}: {err}");
+            }
+            fs::write(&p, &good[..good.len() - 3]).unwrap();
+            assert!(open_segment(&path, SegmentId(1), 3).is_err());
+            fs::write(&p, &good).unwrap();
+        }
+        fs::remove_file(path.join(IDS_FILE)).unwrap();
+        assert!(
+            open_segment(&path, SegmentId(1), 3)
+                .unwrap_err()
+                .to_string()
+                .contains(IDS_FILE)
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
