@@ -538,32 +538,45 @@ fn maintenance_loop(rx: Receiver<Task>, stats: Arc<EngineStats>) {
     while let Ok(task) = rx.recv() {
         match task {
             Task::Flush(c, reply) => {
-                let t = Instant::now();
-                let r = c.flush_frozen();
-                match &r {
-                    Ok(true) => {
-                        stats.flushes.fetch_add(1, Ordering::Relaxed);
-                        stats
-                            .flush_micros
-                            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-                        tracing::debug!(collection = %c.name(), ms = t.elapsed().as_millis() as u64, "segment flushed");
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(collection = %c.name(), error = %e, "flush failed; the WAL keeps the data")
-                    }
-                }
+                let r = flush_once(&c, &stats);
                 let ok = r.is_ok();
                 if let Some(tx) = reply {
-                    let _ = tx.send(r.map(|_| ()));
+                    let _ = tx.send(r);
                 }
                 if ok {
                     run_compaction(&c, false, &stats, None);
+                    // Writes that arrived during the flush may have filled the mutable segment
+                    // again; the writer does not freeze while a flush is pending.
+                    while !c.is_dropped() && c.freeze(true) {
+                        if flush_once(&c, &stats).is_err() {
+                            break;
+                        }
+                        run_compaction(&c, false, &stats, None);
+                    }
                 }
             }
             Task::Compact(c, force, reply) => run_compaction(&c, force, &stats, reply),
         }
     }
+}
+
+fn flush_once(c: &Collection, stats: &EngineStats) -> Result<()> {
+    let t = Instant::now();
+    let r = c.flush_frozen();
+    match &r {
+        Ok(true) => {
+            stats.flushes.fetch_add(1, Ordering::Relaxed);
+            stats
+                .flush_micros
+                .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+            tracing::debug!(collection = %c.name(), ms = t.elapsed().as_millis() as u64, "segment flushed");
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(collection = %c.name(), error = %e, "flush failed; the WAL keeps the data")
+        }
+    }
+    r.map(|_| ())
 }
 
 fn run_compaction(
