@@ -94,11 +94,21 @@ async fn clean_restart_keeps_everything_and_reopens_segments() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// One writer's log: batches acknowledged, and the batch that was in flight when the server died.
+/// What one writer did: operations acknowledged, and the one in flight when the server died.
 #[derive(Default)]
 struct WriterLog {
-    acked: Vec<Vec<u64>>,
-    in_flight: Option<Vec<u64>>,
+    /// Ids whose upsert was acknowledged and that no acknowledged delete removed since.
+    present: Vec<u64>,
+    /// Ids whose delete was acknowledged.
+    deleted: Vec<u64>,
+    in_flight: Option<InFlight>,
+    next: u64,
+}
+
+#[derive(Clone)]
+enum InFlight {
+    Upsert(Vec<u64>),
+    Delete(Vec<u64>),
 }
 
 fn point_for(id: u64) -> pb::Point {
@@ -113,18 +123,77 @@ fn point_for(id: u64) -> pb::Point {
     }
 }
 
+/// One writer: batches of 50 new points, and now and then a delete of 10 of its own points.
+async fn writer(mut c: Client, w: u64, log: Arc<Mutex<WriterLog>>, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    loop {
+        let op = {
+            let mut l = log.lock().unwrap();
+            let op = if l.present.len() >= 10 && rng.random_bool(0.25) {
+                let at = rng.random_range(0..=l.present.len() - 10);
+                InFlight::Delete(l.present[at..at + 10].to_vec())
+            } else {
+                let start = w * 1_000_000 + l.next;
+                l.next += 50;
+                InFlight::Upsert((start..start + 50).collect())
+            };
+            l.in_flight = Some(op.clone());
+            op
+        };
+        let ok = match &op {
+            InFlight::Upsert(ids) => c
+                .upsert("c", ids.iter().map(|i| point_for(*i)).collect())
+                .await
+                .is_ok(),
+            InFlight::Delete(ids) => {
+                let sel = pb::delete_request::Selector::Ids(pb::PointIdList {
+                    ids: ids.iter().map(|i| num_id(*i)).collect(),
+                });
+                c.points
+                    .delete(pb::DeleteRequest {
+                        collection: "c".into(),
+                        selector: Some(sel),
+                    })
+                    .await
+                    .is_ok()
+            }
+        };
+        if !ok {
+            return;
+        }
+        let mut l = log.lock().unwrap();
+        l.in_flight = None;
+        match op {
+            InFlight::Upsert(ids) => l.present.extend(ids),
+            InFlight::Delete(ids) => {
+                l.present.retain(|i| !ids.contains(i));
+                l.deleted.extend(ids);
+            }
+        }
+    }
+}
+
+/// Several clients upsert and delete while the server is killed with SIGKILL at random moments
+/// (flushes every 700 points and compactions make those moments land inside them too). After
+/// each restart: every acknowledged upsert is there with its exact vector and payload, every
+/// acknowledged delete stays deleted, and the operation in flight is all there or not at all.
+/// `QUIVER_CRASH_ROUNDS` sets the rounds (default 20), `QUIVER_CRASH_SEED` the seed.
 #[tokio::test]
-async fn sigkill_during_upserts_loses_no_acknowledged_write() {
+async fn sigkill_during_writes_loses_no_acknowledged_write() {
     let rounds: usize = std::env::var("QUIVER_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("QUIVER_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(42);
     let dir = temp_dir("crash");
-    let mut rng = StdRng::seed_from_u64(42);
-    let mut all_acked: Vec<u64> = Vec::new();
-    let mut next_id = [0u64; 4];
+    let mut rng = StdRng::seed_from_u64(seed);
+    let logs: Vec<Arc<Mutex<WriterLog>>> = (0..4).map(|_| Arc::default()).collect();
+    let args = ["--flush-threshold", "700"];
     for round in 0..rounds {
-        let mut server = ServerProcess::start(&dir, &["--flush-threshold", "700"]);
+        let mut server = ServerProcess::start(&dir, &args);
         let mut client = server.client().await;
         if round == 0 {
             client
@@ -132,78 +201,100 @@ async fn sigkill_during_upserts_loses_no_acknowledged_write() {
                 .await
                 .unwrap();
         }
-        // Everything acknowledged in earlier rounds is still there.
-        let got = fetch(&mut client, "c", &all_acked).await;
-        for id in &all_acked {
-            let (v, p) = got
-                .get(id)
-                .unwrap_or_else(|| panic!("round {round}: acknowledged point {id} is missing"));
-            let want = point_for(*id);
-            assert_eq!(v, &want.vector, "point {id}");
-            assert_eq!(
-                p,
-                &serde_json::from_str::<Value>(&want.payload_json).unwrap()
-            );
-        }
-        let logs: Vec<Arc<Mutex<WriterLog>>> = (0..4).map(|_| Arc::default()).collect();
         let mut tasks = Vec::new();
-        for w in 0..4usize {
-            let (mut c, log) = (client.clone(), logs[w].clone());
-            let start = next_id[w];
-            tasks.push(tokio::spawn(async move {
-                let mut id = (w as u64) * 1_000_000 + start;
-                loop {
-                    let ids: Vec<u64> = (id..id + 50).collect();
-                    id += 50;
-                    log.lock().unwrap().in_flight = Some(ids.clone());
-                    let points = ids.iter().map(|i| point_for(*i)).collect();
-                    if c.upsert("c", points).await.is_err() {
-                        return;
-                    }
-                    let mut l = log.lock().unwrap();
-                    l.in_flight = None;
-                    l.acked.push(ids);
-                }
-            }));
+        for (w, log) in logs.iter().enumerate() {
+            tasks.push(tokio::spawn(writer(
+                client.clone(),
+                w as u64,
+                log.clone(),
+                rng.random(),
+            )));
         }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+        // Compactions while writing, so that some kills land inside one.
+        let mut compactor = client.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                if compactor
+                    .collections
+                    .compact(pb::CompactRequest { name: "c".into() })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1200))).await;
         server.kill9();
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
         }
-        let server = ServerProcess::start(&dir, &["--flush-threshold", "700"]);
+
+        let server = ServerProcess::start(&dir, &args);
         let mut client = server.client().await;
-        for (w, log) in logs.iter().enumerate() {
-            let l = log.lock().unwrap();
-            let acked: Vec<u64> = l.acked.iter().flatten().copied().collect();
-            all_acked.extend(&acked);
-            if let Some(last) = l.acked.last() {
-                next_id[w] = last.last().unwrap() % 1_000_000 + 1;
-            }
-            if let Some(batch) = &l.in_flight {
-                // All or nothing.
-                let got = fetch(&mut client, "c", batch).await;
-                assert!(
-                    got.is_empty() || got.len() == batch.len(),
-                    "round {round}: batch half applied ({} of {})",
-                    got.len(),
-                    batch.len()
-                );
-                next_id[w] = batch.last().unwrap() % 1_000_000 + 1;
-                if got.len() == batch.len() {
-                    all_acked.extend(batch);
+        let mut acked_present = 0;
+        for log in &logs {
+            let mut l = log.lock().unwrap();
+            // The operation in flight at the kill may or may not have happened, but not in part.
+            match l.in_flight.take() {
+                Some(InFlight::Upsert(ids)) => {
+                    let got = fetch(&mut client, "c", &ids).await;
+                    assert!(
+                        got.is_empty() || got.len() == ids.len(),
+                        "round {round}: upsert half applied ({} of {})",
+                        got.len(),
+                        ids.len()
+                    );
+                    if got.len() == ids.len() {
+                        l.present.extend(ids);
+                    }
                 }
+                Some(InFlight::Delete(ids)) => {
+                    let got = fetch(&mut client, "c", &ids).await;
+                    assert!(
+                        got.is_empty() || got.len() == ids.len(),
+                        "round {round}: delete half applied ({} of {} left)",
+                        got.len(),
+                        ids.len()
+                    );
+                    if got.is_empty() {
+                        l.present.retain(|i| !ids.contains(i));
+                        l.deleted.extend(ids);
+                    }
+                }
+                None => {}
             }
+            let present = fetch(&mut client, "c", &l.present).await;
+            for id in &l.present {
+                let (v, p) = present
+                    .get(id)
+                    .unwrap_or_else(|| panic!("round {round}: acknowledged point {id} is missing"));
+                let want = point_for(*id);
+                assert_eq!(v, &want.vector, "round {round}: point {id}");
+                assert_eq!(
+                    p,
+                    &serde_json::from_str::<Value>(&want.payload_json).unwrap()
+                );
+            }
+            acked_present += l.present.len();
+            let gone = fetch(&mut client, "c", &l.deleted).await;
+            assert!(
+                gone.is_empty(),
+                "round {round}: acknowledged deletes came back: {:?}",
+                gone.keys().collect::<Vec<_>>()
+            );
         }
-        assert!(
-            !all_acked.is_empty(),
-            "no write was acknowledged before the kill"
-        );
-        let got = fetch(&mut client, "c", &all_acked).await;
         assert_eq!(
-            got.len(),
-            all_acked.len(),
-            "round {round}: acknowledged points missing after SIGKILL"
+            client.count("c", None).await.unwrap(),
+            logs.iter()
+                .map(|l| l.lock().unwrap().present.len() as u64)
+                .sum::<u64>(),
+            "round {round}: stray points"
+        );
+        assert!(
+            acked_present > 0 || round > 0,
+            "no write was acknowledged before the first kill"
         );
         drop(server);
     }
