@@ -83,34 +83,34 @@ impl Default for LimitsFile {
 #[derive(Debug, Clone, Args, Default)]
 pub struct Overrides {
     /// TOML configuration file.
-    #[arg(long, env = "QUIVER_CONFIG")]
+    #[arg(long, global = true, env = "QUIVER_CONFIG")]
     pub config: Option<PathBuf>,
     /// Data folder.
-    #[arg(long, env = "QUIVER_DATA_DIR")]
+    #[arg(long, global = true, env = "QUIVER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// gRPC listen address (port 0 picks a free port; the chosen one is printed).
-    #[arg(long, env = "QUIVER_GRPC_ADDR")]
+    #[arg(long, global = true, env = "QUIVER_GRPC_ADDR")]
     pub grpc_addr: Option<String>,
     /// Prometheus metrics listen address; "off" turns metrics off.
-    #[arg(long, env = "QUIVER_METRICS_ADDR")]
+    #[arg(long, global = true, env = "QUIVER_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
     /// Log filter, e.g. "info" or "quiver_storage=debug".
-    #[arg(long, env = "QUIVER_LOG")]
+    #[arg(long, global = true, env = "QUIVER_LOG")]
     pub log: Option<String>,
     /// Default points per mutable segment before a flush.
-    #[arg(long, env = "QUIVER_FLUSH_THRESHOLD")]
+    #[arg(long, global = true, env = "QUIVER_FLUSH_THRESHOLD")]
     pub flush_threshold: Option<usize>,
     /// Largest gRPC message, bytes.
-    #[arg(long, env = "QUIVER_MAX_MESSAGE_BYTES")]
+    #[arg(long, global = true, env = "QUIVER_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
     /// Points per upsert, ids per get or delete, searches per batch.
-    #[arg(long, env = "QUIVER_MAX_BATCH")]
+    #[arg(long, global = true, env = "QUIVER_MAX_BATCH")]
     pub max_batch: Option<usize>,
     /// Bytes of one payload.
-    #[arg(long, env = "QUIVER_MAX_PAYLOAD_BYTES")]
+    #[arg(long, global = true, env = "QUIVER_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
     /// Largest k.
-    #[arg(long, env = "QUIVER_MAX_K")]
+    #[arg(long, global = true, env = "QUIVER_MAX_K")]
     pub max_k: Option<usize>,
 }
 
