@@ -14,7 +14,10 @@ pub mod vecfile;
 pub use quiver_proto::v1 as pb;
 use quiver_proto::v1::collections_client::CollectionsClient;
 use quiver_proto::v1::points_client::PointsClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Largest message the client sends or accepts.
 const MAX_MESSAGE: usize = 256 << 20;
@@ -39,13 +42,40 @@ pub enum ClientError {
     Input(String),
 }
 
+/// How to reach a server beyond its address.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// API key sent as `x-api-key` with every call.
+    pub api_key: Option<String>,
+    /// PEM certificate of the authority that signed the server's certificate: connect with TLS.
+    pub tls_ca: Option<Vec<u8>>,
+    /// Name to verify the server's certificate against (default: the address's host).
+    pub tls_domain: Option<String>,
+}
+
+/// Adds the API key to every request.
+#[derive(Clone)]
+pub struct ApiKey(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for ApiKey {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(k) = &self.0 {
+            req.metadata_mut().insert("x-api-key", k.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The channel every generated client of ours runs on.
+pub type Chan = InterceptedService<Channel, ApiKey>;
+
 /// A connection to a Quiver server. Cheap to clone: clones share the connection.
 #[derive(Clone)]
 pub struct Client {
     /// The Collections service.
-    pub collections: CollectionsClient<Channel>,
+    pub collections: CollectionsClient<Chan>,
     /// The Points service.
-    pub points: PointsClient<Channel>,
+    pub points: PointsClient<Chan>,
 }
 
 /// Adds `http://` when the address has no scheme.
@@ -58,27 +88,45 @@ pub fn normalize_addr(addr: &str) -> String {
 }
 
 impl Client {
-    /// Connects to `addr` (`host:port` or a URL).
+    /// Connects to `addr` (`host:port` or a URL) without a key or TLS.
     pub async fn connect(addr: &str) -> Result<Client, ClientError> {
-        let url = normalize_addr(addr);
-        let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| ClientError::Connect {
-            addr: url.clone(),
-            source: e,
-        })?;
-        let channel =
-            endpoint
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .map_err(|e| ClientError::Connect {
-                    addr: url,
-                    source: e,
-                })?;
+        Client::connect_with(addr, &ConnectOptions::default()).await
+    }
+
+    /// Connects to `addr` with an API key and/or TLS.
+    pub async fn connect_with(addr: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
+        let mut url = normalize_addr(addr);
+        if options.tls_ca.is_some() {
+            url = url.replacen("http://", "https://", 1);
+        }
+        let connect_err = |url: &str| {
+            let addr = url.to_string();
+            move |source| ClientError::Connect { addr, source }
+        };
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(connect_err(&url))?
+            .tcp_nodelay(true);
+        if let Some(ca) = &options.tls_ca {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some(d) = &options.tls_domain {
+                tls = tls.domain_name(d.clone());
+            }
+            endpoint = endpoint.tls_config(tls).map_err(connect_err(&url))?;
+        }
+        let channel = endpoint.connect().await.map_err(connect_err(&url))?;
+        let key =
+            match &options.api_key {
+                Some(k) => Some(k.parse().map_err(|_| {
+                    ClientError::Input("the API key must be printable ASCII".into())
+                })?),
+                None => None,
+            };
+        let chan = InterceptedService::new(channel, ApiKey(key));
         Ok(Client {
-            collections: CollectionsClient::new(channel.clone())
+            collections: CollectionsClient::new(chan.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            points: PointsClient::new(channel)
+            points: PointsClient::new(chan)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
         })

@@ -29,6 +29,15 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// API key, when the server requires one.
+    #[arg(long, global = true, env = "QUIVER_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Connect with TLS, trusting this CA certificate (PEM).
+    #[arg(long, global = true, env = "QUIVER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Server name to verify the certificate against.
+    #[arg(long, global = true, env = "QUIVER_TLS_DOMAIN")]
+    tls_domain: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -257,7 +266,16 @@ fn print_info(c: &pb::CollectionInfo, as_json: bool) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut client = Client::connect(&cli.addr).await?;
+    let tls_ca = match &cli.tls_ca {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let options = quiver_client::ConnectOptions {
+        api_key: cli.api_key.clone(),
+        tls_ca,
+        tls_domain: cli.tls_domain.clone(),
+    };
+    let mut client = Client::connect_with(&cli.addr, &options).await?;
     let as_json = cli.json;
     match cli.command {
         Cmd::Collection(c) => collection(&mut client, c, as_json).await,

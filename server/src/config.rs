@@ -2,6 +2,7 @@
 //! variables, then command-line flags (clap reads both of the last two, flags winning), validated
 //! once into [`Config`].
 
+use crate::auth::{Keys, Secret};
 use anyhow::{Context, bail};
 use clap::Args;
 use quiver_storage::Limits;
@@ -26,6 +27,14 @@ pub struct ConfigFile {
     pub flush_threshold: usize,
     /// Request limits.
     pub limits: LimitsFile,
+    /// The admin API key; when set, every call needs a key.
+    pub api_key: Option<String>,
+    /// A key that may only read (needs `api_key` too).
+    pub read_only_api_key: Option<String>,
+    /// TLS certificate chain (PEM); with `tls_key`, gRPC is served over TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Limits as written in the TOML file.
@@ -59,6 +68,10 @@ impl Default for ConfigFile {
             log: "info".into(),
             flush_threshold: 20_000,
             limits: LimitsFile::default(),
+            api_key: None,
+            read_only_api_key: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -112,6 +125,23 @@ pub struct Overrides {
     /// Largest k.
     #[arg(long, global = true, env = "QUIVER_MAX_K")]
     pub max_k: Option<usize>,
+    /// Admin API key (prefer the environment variable: flags show in process lists).
+    #[arg(long, global = true, env = "QUIVER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Read-only API key.
+    #[arg(
+        long,
+        global = true,
+        env = "QUIVER_READ_ONLY_API_KEY",
+        hide_env_values = true
+    )]
+    pub read_only_api_key: Option<String>,
+    /// TLS certificate chain, PEM.
+    #[arg(long, global = true, env = "QUIVER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM.
+    #[arg(long, global = true, env = "QUIVER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The validated configuration the server runs with.
@@ -135,6 +165,10 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     /// Longest a request may run.
     pub request_timeout: Duration,
+    /// API keys, if any.
+    pub keys: Option<Keys>,
+    /// TLS certificate and key (PEM contents), if any.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Config {
@@ -163,6 +197,43 @@ impl Config {
             f.limits.max_payload_bytes => o.max_payload_bytes,
             f.limits.max_k => o.max_k,
         }
+        if o.api_key.is_some() {
+            f.api_key = o.api_key.clone();
+        }
+        if o.read_only_api_key.is_some() {
+            f.read_only_api_key = o.read_only_api_key.clone();
+        }
+        if o.tls_cert.is_some() {
+            f.tls_cert = o.tls_cert.clone();
+        }
+        if o.tls_key.is_some() {
+            f.tls_key = o.tls_key.clone();
+        }
+        let keys = match (
+            f.api_key.filter(|k| !k.is_empty()),
+            f.read_only_api_key.filter(|k| !k.is_empty()),
+        ) {
+            (None, None) => None,
+            (None, Some(_)) => bail!("read_only_api_key needs api_key as well"),
+            (Some(a), r) => {
+                if r.as_ref() == Some(&a) {
+                    bail!("api_key and read_only_api_key must differ");
+                }
+                Some(Keys {
+                    admin: Secret(a),
+                    read_only: r.map(Secret),
+                })
+            }
+        };
+        let tls = match (&f.tls_cert, &f.tls_key) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some((
+                std::fs::read(c)
+                    .with_context(|| format!("reading TLS certificate {}", c.display()))?,
+                std::fs::read(k).with_context(|| format!("reading TLS key {}", k.display()))?,
+            )),
+            _ => bail!("tls_cert and tls_key go together"),
+        };
         let grpc_addr = f
             .grpc_addr
             .parse()
@@ -205,6 +276,8 @@ impl Config {
             max_message_bytes: l.max_message_bytes,
             max_concurrent_requests: l.max_concurrent_requests,
             request_timeout: Duration::from_secs(l.request_timeout_secs.max(1)),
+            keys,
+            tls,
         })
     }
 }

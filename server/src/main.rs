@@ -10,11 +10,13 @@
 //! | file         | what it holds                                  |
 //! |--------------|------------------------------------------------|
 //! | `config.rs`  | configuration layers and validation             |
+//! | `auth.rs`    | API keys (admin, read-only) as a tower layer    |
 //! | `service.rs` | the Collections and Points services             |
 //! | `convert.rs` | wire ↔ storage types                            |
 //! | `status.rs`  | storage errors → gRPC status codes (one place)  |
 //! | `metrics.rs` | Prometheus metrics and their HTTP endpoint      |
 
+mod auth;
 mod config;
 mod convert;
 mod metrics;
@@ -168,7 +170,7 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
         .build_v1()
         .context("building the reflection service")?;
 
-    tracing::info!(%grpc_addr, data_dir = %config.data_dir.display(), "serving");
+    tracing::info!(%grpc_addr, data_dir = %config.data_dir.display(), tls = config.tls.is_some(), api_keys = config.keys.is_some(), "serving");
     {
         let mut out = std::io::stdout().lock();
         let m = metrics_addr.map_or("off".to_string(), |a| a.to_string());
@@ -178,13 +180,21 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
     // Small replies must not wait for Nagle's algorithm (40 ms stalls per request otherwise).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = &config.tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("TLS configuration")?;
+    }
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .timeout(config.request_timeout)
             .concurrency_limit_per_connection(config.max_concurrent_requests)
             .layer(tower::util::MapResponseLayer::new(
                 oversized_is_resource_exhausted,
             ))
+            .layer(auth::AuthLayer::new(config.keys.clone()))
             .add_service(health)
             .add_service(reflection)
             .add_service(collections)

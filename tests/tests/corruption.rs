@@ -17,10 +17,23 @@ async fn build(dir: &Path) -> Vec<Vec<f32>> {
     let mut server = ServerProcess::start(dir, &[]);
     let mut c = server.client().await;
     for name in ["healthy", "victim"] {
-        c.create_collection(name, DIM as u32, pb::Metric::L2).await.unwrap();
-        let points = data.iter().enumerate().map(|(i, v)| pb::Point { id: Some(num_id(i as u64)), vector: v.clone(), payload_json: String::new() }).collect();
+        c.create_collection(name, DIM as u32, pb::Metric::L2)
+            .await
+            .unwrap();
+        let points = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| pb::Point {
+                id: Some(num_id(i as u64)),
+                vector: v.clone(),
+                payload_json: String::new(),
+            })
+            .collect();
         c.upsert(name, points).await.unwrap();
-        c.collections.flush(pb::FlushRequest { name: name.into() }).await.unwrap();
+        c.collections
+            .flush(pb::FlushRequest { name: name.into() })
+            .await
+            .unwrap();
     }
     server.stop();
     data
@@ -28,24 +41,55 @@ async fn build(dir: &Path) -> Vec<Vec<f32>> {
 
 fn copy_dir(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
-    assert!(Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success());
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 fn segment_file(data: &Path, collection: u64, file: &str) -> PathBuf {
-    let segs = data.join("collections").join(collection.to_string()).join("segments");
-    let seg = std::fs::read_dir(&segs).unwrap().next().expect("a flushed segment").unwrap().path();
+    let segs = data
+        .join("collections")
+        .join(collection.to_string())
+        .join("segments");
+    let seg = std::fs::read_dir(&segs)
+        .unwrap()
+        .next()
+        .expect("a flushed segment")
+        .unwrap()
+        .path();
     seg.join(file)
 }
 
 fn check(data: &Path) -> (bool, String) {
-    let out = Command::new(server_bin()).args(["check", "--data-dir", data.to_str().unwrap()]).env("QUIVER_LOG", "error").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    let out = Command::new(server_bin())
+        .args(["check", "--data-dir", data.to_str().unwrap()])
+        .env("QUIVER_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 async fn assert_healthy_served(server: &ServerProcess, data: &[Vec<f32>]) {
     let mut c = server.client().await;
     assert_eq!(c.count("healthy", None).await.unwrap(), data.len() as u64);
-    let hits = c.search(pb::SearchRequest { collection: "healthy".into(), vector: data[42].clone(), k: 1, ..Default::default() }).await.unwrap();
+    let hits = c
+        .search(pb::SearchRequest {
+            collection: "healthy".into(),
+            vector: data[42].clone(),
+            k: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(hits[0].id, Some(num_id(42)));
 }
 
@@ -62,7 +106,9 @@ async fn damaged_segment_files_refuse_only_their_collection() {
         ("flipped byte in vectors", "vectors.bin", |p| flip(p, 0.5)),
         ("flipped byte in ids", "ids.bin", |p| flip(p, 0.5)),
         ("flipped header byte", "vectors.bin", |p| flip(p, 0.01)),
-        ("deleted ids file", "ids.bin", |p| std::fs::remove_file(p).unwrap()),
+        ("deleted ids file", "ids.bin", |p| {
+            std::fs::remove_file(p).unwrap()
+        }),
     ];
     for (what, file, damage) in cases {
         let dir = root.join("case");
@@ -70,7 +116,10 @@ async fn damaged_segment_files_refuse_only_their_collection() {
         damage(&segment_file(&dir, 2, file));
         let (ok, report) = check(&dir);
         assert!(!ok, "{what}: check passed");
-        assert!(report.contains("DAMAGED victim") && report.contains(file), "{what}: {report}");
+        assert!(
+            report.contains("DAMAGED victim") && report.contains(file),
+            "{what}: {report}"
+        );
         assert!(report.contains("ok      healthy"), "{what}: {report}");
 
         let server = ServerProcess::start(&dir, &[]);
@@ -84,13 +133,42 @@ async fn damaged_segment_files_refuse_only_their_collection() {
             }
             other => panic!("{what}: {other}"),
         }
-        let err = c.points.search(pb::SearchRequest { collection: "victim".into(), vector: data[0].clone(), k: 3, ..Default::default() }).await.unwrap_err();
-        assert_eq!(err.code(), Code::DataLoss, "{what}: searches are refused too");
-        let names: Vec<String> = c.collections.list(pb::ListCollectionsRequest {}).await.unwrap().into_inner().collections.into_iter().map(|c| c.name).collect();
+        let err = c
+            .points
+            .search(pb::SearchRequest {
+                collection: "victim".into(),
+                vector: data[0].clone(),
+                k: 3,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::DataLoss,
+            "{what}: searches are refused too"
+        );
+        let names: Vec<String> = c
+            .collections
+            .list(pb::ListCollectionsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .collections
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         assert_eq!(names, vec!["healthy".to_string()]);
         // The damaged collection can be dropped, and its name reused.
-        c.collections.drop(pb::DropCollectionRequest { name: "victim".into() }).await.unwrap();
-        c.create_collection("victim", DIM as u32, pb::Metric::L2).await.unwrap();
+        c.collections
+            .drop(pb::DropCollectionRequest {
+                name: "victim".into(),
+            })
+            .await
+            .unwrap();
+        c.create_collection("victim", DIM as u32, pb::Metric::L2)
+            .await
+            .unwrap();
         drop(server);
     }
     let _ = std::fs::remove_dir_all(&root);
@@ -120,9 +198,19 @@ async fn log_cut_mid_record_keeps_the_intact_prefix() {
     let data = vectors(12, 400, DIM);
     let mut server = ServerProcess::start(&dir, &[]);
     let mut c = server.client().await;
-    c.create_collection("t", DIM as u32, pb::Metric::L2).await.unwrap();
+    c.create_collection("t", DIM as u32, pb::Metric::L2)
+        .await
+        .unwrap();
     for (b, chunk) in data.chunks(100).enumerate() {
-        let points = chunk.iter().enumerate().map(|(i, v)| pb::Point { id: Some(num_id((b * 100 + i) as u64)), vector: v.clone(), payload_json: String::new() }).collect();
+        let points = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| pb::Point {
+                id: Some(num_id((b * 100 + i) as u64)),
+                vector: v.clone(),
+                payload_json: String::new(),
+            })
+            .collect();
         c.upsert("t", points).await.unwrap();
     }
     server.kill9();
@@ -137,8 +225,16 @@ async fn log_cut_mid_record_keeps_the_intact_prefix() {
     let server = ServerProcess::start(&dir, &[]);
     let mut c = server.client().await;
     let n = c.count("t", None).await.unwrap();
-    assert_eq!(n, 300, "the torn last batch is dropped whole, the three before it kept");
-    let req = pb::GetRequest { collection: "t".into(), ids: (0..400).map(num_id).collect(), with_vector: true, with_payload: false };
+    assert_eq!(
+        n, 300,
+        "the torn last batch is dropped whole, the three before it kept"
+    );
+    let req = pb::GetRequest {
+        collection: "t".into(),
+        ids: (0..400).map(num_id).collect(),
+        with_vector: true,
+        with_payload: false,
+    };
     let got = c.points.get(req).await.unwrap().into_inner().records;
     assert_eq!(got.len(), 300);
     for r in got {
