@@ -110,6 +110,9 @@ enum Cmd {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Snapshot a collection to a local file, or restore one into a new collection.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
     /// Page through points in id order.
     Scroll {
         collection: String,
@@ -122,6 +125,23 @@ enum Cmd {
         filter: Option<String>,
         #[arg(long)]
         with_vector: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Take a snapshot (a consistent point, while writes go on) and save it to a file.
+    Create {
+        collection: String,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Restore a snapshot file into a new collection.
+    Restore {
+        file: PathBuf,
+        /// Name of the new collection.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -401,6 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Snapshot(cmd) => snapshot(&mut client, cmd, as_json).await,
         Cmd::Count { collection, filter } => {
             let n = client.count(&collection, opt_filter(&filter)?).await?;
             if as_json {
@@ -641,6 +662,84 @@ async fn import(
         );
     } else {
         println!("imported {done} vectors in {secs:.1} s ({rate:.0} vectors/s)");
+    }
+    Ok(())
+}
+
+async fn snapshot(client: &mut Client, cmd: SnapshotCmd, as_json: bool) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    match cmd {
+        SnapshotCmd::Create { collection, output } => {
+            let t = Instant::now();
+            let mut stream = client
+                .collections
+                .create_snapshot(pb::CreateSnapshotRequest {
+                    name: collection.clone(),
+                })
+                .await?
+                .into_inner();
+            let part = output.with_extension("part");
+            let mut f = tokio::fs::File::create(&part)
+                .await
+                .with_context(|| format!("creating {}", part.display()))?;
+            let mut bytes = 0u64;
+            while let Some(chunk) = stream.message().await? {
+                bytes += chunk.data.len() as u64;
+                f.write_all(&chunk.data).await?;
+            }
+            f.sync_all().await?;
+            tokio::fs::rename(&part, &output).await?;
+            let secs = t.elapsed().as_secs_f64();
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"collection": collection, "file": output, "bytes": bytes, "seconds": secs})
+                );
+            } else {
+                println!(
+                    "snapshot of {collection}: {} ({bytes} bytes, {secs:.1} s)",
+                    output.display()
+                );
+            }
+        }
+        SnapshotCmd::Restore { file, name } => {
+            let mut f = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            // Chunks are read as they are sent: the file is never held in memory whole.
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let reader = tokio::spawn(async move {
+                let mut first = true;
+                loop {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let n = f.read(&mut buf).await?;
+                    if n == 0 {
+                        return anyhow::Ok(());
+                    }
+                    buf.truncate(n);
+                    let collection = if first { name.clone() } else { String::new() };
+                    first = false;
+                    if tx
+                        .send(pb::RestoreSnapshotChunk {
+                            collection,
+                            data: buf,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            });
+            let chunks = tokio_stream::wrappers::ReceiverStream::new(rx);
+            let info = client
+                .collections
+                .restore_snapshot(chunks)
+                .await?
+                .into_inner();
+            reader.await??;
+            print_info(&info, as_json);
+        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! | `config.rs`  | configuration layers and validation             |
 //! | `auth.rs`    | API keys (admin, read-only) as a tower layer    |
 //! | `service.rs` | the Collections and Points services             |
+//! | `snapshots.rs` | streaming snapshots out and restoring them in |
 //! | `convert.rs` | wire ↔ storage types                            |
 //! | `status.rs`  | storage errors → gRPC status codes (one place)  |
 //! | `metrics.rs` | Prometheus metrics and their HTTP endpoint      |
@@ -21,6 +22,7 @@ mod config;
 mod convert;
 mod metrics;
 mod service;
+mod snapshots;
 mod status;
 
 use anyhow::Context;

@@ -23,7 +23,7 @@ pub struct Service {
 }
 
 /// Runs a storage call on the blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
@@ -33,7 +33,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Service {
-    fn collection(&self, name: &str) -> Result<Arc<Collection>, Status> {
+    pub(crate) fn collection(&self, name: &str) -> Result<Arc<Collection>, Status> {
         if name.is_empty() {
             return Err(invalid("collection name is empty"));
         }
@@ -144,6 +144,32 @@ impl Collections for Service {
                 blocking(move || storage.compact(&c2)).await?;
                 Ok(Response::new(convert::collection_info(&c)))
             })
+            .await
+    }
+
+    type CreateSnapshotStream = crate::snapshots::ChunkStream;
+
+    async fn create_snapshot(
+        &self,
+        req: Request<pb::CreateSnapshotRequest>,
+    ) -> Result<Response<Self::CreateSnapshotStream>, Status> {
+        self.metrics
+            .observe(
+                "Collections/CreateSnapshot",
+                crate::snapshots::create(self, req.into_inner()),
+            )
+            .await
+    }
+
+    async fn restore_snapshot(
+        &self,
+        req: Request<tonic::Streaming<pb::RestoreSnapshotChunk>>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        self.metrics
+            .observe(
+                "Collections/RestoreSnapshot",
+                crate::snapshots::restore(self, req.into_inner()),
+            )
             .await
     }
 }

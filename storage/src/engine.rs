@@ -40,6 +40,12 @@ enum WriteKind {
     Upsert(UpsertBatch),
     Delete(Vec<PointId>),
     Drop,
+    /// Not a write: once every earlier write is applied, the writer says so on `paused` and
+    /// waits on `resume`, so the caller sees memory and RocksDB at one consistent point.
+    Barrier {
+        paused: Sender<()>,
+        resume: Receiver<()>,
+    },
 }
 
 struct WriteRequest {
@@ -301,6 +307,37 @@ impl Storage {
         rx.recv().map_err(|_| StorageError::ShuttingDown)?
     }
 
+    /// Runs `f` while the writer is paused with every earlier write applied: memory and
+    /// RocksDB agree for its whole run. Keep `f` short: writes wait meanwhile.
+    pub fn at_consistent_point<T>(
+        &self,
+        collection: &Arc<Collection>,
+        f: impl FnOnce() -> T,
+    ) -> Result<T> {
+        let (paused_tx, paused_rx) = bounded(1);
+        let (resume_tx, resume_rx) = bounded(1);
+        let (reply, _unused) = bounded(1);
+        let writer = self
+            .writer
+            .lock()
+            .clone()
+            .ok_or(StorageError::ShuttingDown)?;
+        writer
+            .send(WriteRequest {
+                collection: collection.clone(),
+                kind: WriteKind::Barrier {
+                    paused: paused_tx,
+                    resume: resume_rx,
+                },
+                reply,
+            })
+            .map_err(|_| StorageError::ShuttingDown)?;
+        paused_rx.recv().map_err(|_| StorageError::ShuttingDown)?;
+        let out = f();
+        let _ = resume_tx.send(());
+        Ok(out)
+    }
+
     /// Upserts a validated batch; returns once it is durable and visible.
     pub fn upsert(&self, collection: &Arc<Collection>, batch: UpsertBatch) -> Result<WriteOutcome> {
         self.submit(collection.clone(), WriteKind::Upsert(batch))
@@ -452,6 +489,9 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        let (barriers, group): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .partition(|r| matches!(r.kind, WriteKind::Barrier { .. }));
         let mut batch = WriteBatch::default();
         let mut seqs = Vec::with_capacity(group.len());
         let mut sync = false;
@@ -489,6 +529,7 @@ fn writer_loop(
                     sync = true;
                     drop_batch(&db, c.id, &mut batch);
                 }
+                WriteKind::Barrier { .. } => unreachable!("barriers were set apart"),
             }
         }
         let written = db.write(batch, sync);
@@ -514,12 +555,20 @@ fn writer_loop(
                         c.set_dropped();
                         Ok(WriteOutcome { seq, affected: 0 })
                     }
+                    WriteKind::Barrier { .. } => unreachable!("barriers were set apart"),
                 },
             };
             if result.is_ok() && !c.is_dropped() && c.freeze(true) {
                 let _ = tasks.send(Task::Flush(c.clone(), None));
             }
             let _ = r.reply.send(result);
+        }
+        for b in barriers {
+            if let WriteKind::Barrier { paused, resume } = b.kind {
+                if paused.send(()).is_ok() {
+                    let _ = resume.recv();
+                }
+            }
         }
     }
 }

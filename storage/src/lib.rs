@@ -14,6 +14,7 @@
 //! | `collection/`      | [`Collection`]: state, reads, flush, compaction, manifest         |
 //! | `segment.rs`       | mutable and sealed segments, the segment file format              |
 //! | `wal.rs`           | WAL record encoding                                              |
+//! | `snapshot.rs`      | one-file snapshots at a consistent point, and restore            |
 //! | `db.rs`            | RocksDB column families                                          |
 //! | `codec.rs`         | binary readers and writers, RocksDB key layouts                  |
 //! | `filter.rs`        | the filter tree and its evaluation on one point                  |
@@ -32,6 +33,7 @@ pub mod error;
 pub mod filter;
 pub mod payload_index;
 pub mod segment;
+pub mod snapshot;
 pub mod types;
 pub mod wal;
 
@@ -40,4 +42,5 @@ pub use engine::{EngineStats, Storage, StorageOptions, WriteOutcome};
 pub use error::{Result, StorageError};
 pub use filter::{Condition, Filter, MatchValue, Range};
 pub use quiver_index::Metric;
+pub use snapshot::SnapshotInfo;
 pub use types::{CollectionConfig, Durability, FieldType, IndexSpec, Limits, PointId, SeqNo};
