@@ -11,6 +11,7 @@
 //! |--------------|------------------------------------------------|
 //! | `config.rs`  | configuration layers and validation             |
 //! | `auth.rs`    | API keys (admin, read-only) as a tower layer    |
+//! | `deadline.rs`| request deadlines → DEADLINE_EXCEEDED            |
 //! | `service.rs` | the Collections and Points services             |
 //! | `snapshots.rs` | streaming snapshots out and restoring them in |
 //! | `convert.rs` | wire ↔ storage types                            |
@@ -20,6 +21,7 @@
 mod auth;
 mod config;
 mod convert;
+mod deadline;
 mod metrics;
 mod service;
 mod snapshots;
@@ -191,12 +193,12 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
     }
     let server = tokio::spawn(
         builder
-            .timeout(config.request_timeout)
             .concurrency_limit_per_connection(config.max_concurrent_requests)
             .layer(tower::util::MapResponseLayer::new(
                 oversized_is_resource_exhausted,
             ))
             .layer(auth::AuthLayer::new(config.keys.clone()))
+            .layer(deadline::DeadlineLayer::new(config.request_timeout))
             .add_service(health)
             .add_service(reflection)
             .add_service(collections)
