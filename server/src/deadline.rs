@@ -45,7 +45,10 @@ impl DeadlineLayer {
 impl<S> tower::Layer<S> for DeadlineLayer {
     type Service = Deadline<S>;
     fn layer(&self, inner: S) -> Deadline<S> {
-        Deadline { inner, max: self.max }
+        Deadline {
+            inner,
+            max: self.max,
+        }
     }
 }
 
@@ -63,7 +66,8 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -83,7 +87,10 @@ where
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, fut).await {
                 Ok(r) => r,
-                Err(_) => Ok(Status::deadline_exceeded(format!("deadline of {limit:?} exceeded")).into_http()),
+                Err(_) => Ok(
+                    Status::deadline_exceeded(format!("deadline of {limit:?} exceeded"))
+                        .into_http(),
+                ),
             }
         })
     }

@@ -1,31 +1,7 @@
-//! `quiver-server`: Quiver's server binary.
-//!
-//! ```text
-//! main ─► Config::load (defaults ◄ TOML ◄ QUIVER_* ◄ flags) ─► Storage::open (recovery)
-//!      ─► tonic: Collections, Points, grpc.health.v1, reflection   (gRPC listener)
-//!      ─► metrics::serve                                            (HTTP listener)
-//!      ─► SIGTERM / Ctrl-C: stop accepting, finish requests, Storage::shutdown
-//! ```
-//!
-//! | file         | what it holds                                  |
-//! |--------------|------------------------------------------------|
-//! | `config.rs`  | configuration layers and validation             |
-//! | `auth.rs`    | API keys (admin, read-only) as a tower layer    |
-//! | `deadline.rs`| request deadlines → DEADLINE_EXCEEDED            |
-//! | `service.rs` | the Collections and Points services             |
-//! | `snapshots.rs` | streaming snapshots out and restoring them in |
-//! | `convert.rs` | wire ↔ storage types                            |
-//! | `status.rs`  | storage errors → gRPC status codes (one place)  |
-//! | `metrics.rs` | Prometheus metrics and their HTTP endpoint      |
+//! `quiver-server`: Quiver's server binary. The pieces live in the library (`lib.rs`); this file
+//! parses the command line, opens storage and runs the gRPC and metrics listeners.
 
-mod auth;
-mod config;
-mod convert;
-mod deadline;
-mod metrics;
-mod service;
-mod snapshots;
-mod status;
+use quiver_server::{auth, config, deadline, metrics, service};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

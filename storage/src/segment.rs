@@ -257,20 +257,16 @@ fn corrupted(path: &Path, reason: impl Into<String>) -> StorageError {
     }
 }
 
-/// Maps a file and checks magic, kind, version, segment id, length and checksum.
-/// Returns the map and the header's count.
-fn open_file(path: &Path, kind: u32, id: SegmentId, dim: usize) -> Result<(Mmap, usize)> {
-    let f = File::open(path).map_err(io_err(path))?;
-    // SAFETY: segment files are written once, renamed into place and never modified while
-    // mapped; the checksum below is verified before any byte is trusted.
-    let map = unsafe { Mmap::map(&f) }.map_err(io_err(path))?;
-    if map.len() < HEADER_LEN + TRAILER_LEN {
+/// Checks a file's bytes: magic, kind, version, segment id, dimension and checksum.
+/// Returns the header's count.
+fn check_file(raw: &[u8], path: &Path, kind: u32, id: SegmentId, dim: usize) -> Result<usize> {
+    if raw.len() < HEADER_LEN + TRAILER_LEN {
         return Err(corrupted(
             path,
-            format!("{} bytes is shorter than a header", map.len()),
+            format!("{} bytes is shorter than a header", raw.len()),
         ));
     }
-    let (content, trailer) = map.split_at(map.len() - TRAILER_LEN);
+    let (content, trailer) = raw.split_at(raw.len() - TRAILER_LEN);
     if &trailer[4..] != TRAILER_MAGIC {
         return Err(corrupted(path, "trailer magic missing (truncated?)"));
     }
@@ -300,35 +296,76 @@ fn open_file(path: &Path, kind: u32, id: SegmentId, dim: usize) -> Result<(Mmap,
     if r.u32("dim")? as usize != dim {
         return Err(bad("dimension differs from the collection's"));
     }
-    Ok((map, count))
+    Ok(count)
+}
+
+/// Checks the bytes of a vectors file; returns the number of vectors.
+fn check_vectors(raw: &[u8], path: &Path, id: SegmentId, dim: usize) -> Result<usize> {
+    let count = check_file(raw, path, KIND_VECTORS, id, dim)?;
+    let want = count
+        .checked_mul(dim * 4)
+        .ok_or_else(|| corrupted(path, "count overflows"))?;
+    if raw.len() != HEADER_LEN + want + TRAILER_LEN {
+        return Err(corrupted(path, "length does not match count × dim"));
+    }
+    Ok(count)
+}
+
+/// Checks and decodes the bytes of an ids file holding `count` ids.
+fn decode_ids(
+    raw: &[u8],
+    path: &Path,
+    id: SegmentId,
+    dim: usize,
+    count: usize,
+) -> Result<Vec<PointId>> {
+    let icount = check_file(raw, path, KIND_IDS, id, dim)?;
+    if icount != count {
+        return Err(corrupted(path, format!("{icount} ids for {count} vectors")));
+    }
+    let body = &raw[HEADER_LEN..raw.len() - TRAILER_LEN];
+    // Every id takes at least 5 bytes: refuse a count the body cannot hold before allocating.
+    if count > body.len() / 5 {
+        return Err(corrupted(path, "more ids than the file can hold"));
+    }
+    let mut r = Reader::new(body);
+    let mut ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        ids.push(r.point_id().map_err(|e| corrupted(path, e.to_string()))?);
+    }
+    if r.remaining() != 0 {
+        return Err(corrupted(path, "stray bytes after the last id"));
+    }
+    Ok(ids)
+}
+
+/// Decodes a segment from the bytes of its two files, checking everything `open_segment` checks.
+/// For fuzzing and offline tools; the server maps the files instead.
+pub fn decode_segment_bytes(
+    vectors: &[u8],
+    ids: &[u8],
+    id: SegmentId,
+    dim: usize,
+) -> Result<Vec<PointId>> {
+    let count = check_vectors(vectors, Path::new(VECTORS_FILE), id, dim)?;
+    decode_ids(ids, Path::new(IDS_FILE), id, dim, count)
+}
+
+fn map_file(path: &Path) -> Result<Mmap> {
+    let f = File::open(path).map_err(io_err(path))?;
+    // SAFETY: segment files are written once, renamed into place and never modified while
+    // mapped; the checksum is verified before any byte is trusted.
+    unsafe { Mmap::map(&f) }.map_err(io_err(path))
 }
 
 /// Opens the segment in `dir`, verifying every file. Any damage is an error naming the file.
 pub fn open_segment(dir: &Path, id: SegmentId, dim: usize) -> Result<SegmentData> {
     let vpath = dir.join(VECTORS_FILE);
-    let (vmap, count) = open_file(&vpath, KIND_VECTORS, id, dim)?;
-    let want = count
-        .checked_mul(dim * 4)
-        .ok_or_else(|| corrupted(&vpath, "count overflows"))?;
-    if vmap.len() != HEADER_LEN + want + TRAILER_LEN {
-        return Err(corrupted(&vpath, "length does not match count × dim"));
-    }
+    let vmap = map_file(&vpath)?;
+    let count = check_vectors(&vmap, &vpath, id, dim)?;
     let ipath = dir.join(IDS_FILE);
-    let (imap, icount) = open_file(&ipath, KIND_IDS, id, dim)?;
-    if icount != count {
-        return Err(corrupted(
-            &ipath,
-            format!("{icount} ids for {count} vectors"),
-        ));
-    }
-    let mut r = Reader::new(&imap[HEADER_LEN..imap.len() - TRAILER_LEN]);
-    let mut ids = Vec::with_capacity(count);
-    for _ in 0..count {
-        ids.push(r.point_id().map_err(|e| corrupted(&ipath, e.to_string()))?);
-    }
-    if r.remaining() != 0 {
-        return Err(corrupted(&ipath, "stray bytes after the last id"));
-    }
+    let imap = map_file(&ipath)?;
+    let ids = decode_ids(&imap, &ipath, id, dim, count)?;
     let bytes = (vmap.len() + imap.len()) as u64;
     Ok(SegmentData {
         id,

@@ -461,12 +461,26 @@ async fn a_request_past_its_deadline_gets_deadline_exceeded() {
     c.create_collection("d", 64, pb::Metric::L2).await.unwrap();
     let data = quiver_tests::vectors(4, 40_000, 64);
     for (b, chunk) in data.chunks(5000).enumerate() {
-        let points = chunk.iter().enumerate().map(|(i, v)| point(num_id((b * 5000 + i) as u64), v.clone(), "")).collect();
+        let points = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| point(num_id((b * 5000 + i) as u64), v.clone(), ""))
+            .collect();
         c.upsert("d", points).await.unwrap();
     }
     // 2,000 exact searches over 40,000 vectors take far longer than 20 ms.
-    let searches = (0..2000).map(|i| pb::SearchRequest { vector: data[i].clone(), k: 10, exact: true, ..Default::default() }).collect();
-    let mut req = tonic::Request::new(pb::SearchBatchRequest { collection: "d".into(), searches });
+    let searches = (0..2000)
+        .map(|i| pb::SearchRequest {
+            vector: data[i].clone(),
+            k: 10,
+            exact: true,
+            ..Default::default()
+        })
+        .collect();
+    let mut req = tonic::Request::new(pb::SearchBatchRequest {
+        collection: "d".into(),
+        searches,
+    });
     req.set_timeout(std::time::Duration::from_millis(20));
     let err = c.points.search_batch(req).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());

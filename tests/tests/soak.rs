@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 const DIM: usize = 32;
 
 fn point(id: u64, version: u64) -> pb::Point {
-    let vector = (0..DIM).map(|d| ((id * 13 + version * 7 + d as u64) % 89) as f32 / 9.0 + 0.1).collect();
-    pb::Point { id: Some(num_id(id)), vector, payload_json: json!({"v": version, "bucket": id % 4}).to_string() }
+    let vector = (0..DIM)
+        .map(|d| ((id * 13 + version * 7 + d as u64) % 89) as f32 / 9.0 + 0.1)
+        .collect();
+    pb::Point {
+        id: Some(num_id(id)),
+        vector,
+        payload_json: json!({"v": version, "bucket": id % 4}).to_string(),
+    }
 }
 
 fn id_of(p: &pb::PointId) -> u64 {
@@ -34,22 +40,47 @@ async fn writer(mut c: Client, w: u64, until: Instant, seed: u64) -> HashMap<u64
         version += 1;
         let roll: f64 = rng.random();
         if roll < 0.75 {
-            let ids: Vec<u64> = (0..100).map(|_| base + rng.random_range(0..20_000)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-            c.upsert("s", ids.iter().map(|i| point(*i, version)).collect()).await.unwrap();
+            let ids: Vec<u64> = (0..100)
+                .map(|_| base + rng.random_range(0..20_000))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            c.upsert("s", ids.iter().map(|i| point(*i, version)).collect())
+                .await
+                .unwrap();
             for i in ids {
                 model.insert(i, version);
             }
         } else if !model.is_empty() {
             let ids: Vec<u64> = model.keys().take(20).copied().collect();
-            let sel = pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(|i| num_id(*i)).collect() });
-            c.points.delete(pb::DeleteRequest { collection: "s".into(), selector: Some(sel) }).await.unwrap();
+            let sel = pb::delete_request::Selector::Ids(pb::PointIdList {
+                ids: ids.iter().map(|i| num_id(*i)).collect(),
+            });
+            c.points
+                .delete(pb::DeleteRequest {
+                    collection: "s".into(),
+                    selector: Some(sel),
+                })
+                .await
+                .unwrap();
             for i in ids {
                 model.remove(&i);
             }
         }
         // Read your own writes.
         if let Some((&id, &v)) = model.iter().next() {
-            let got = c.points.get(pb::GetRequest { collection: "s".into(), ids: vec![num_id(id)], with_vector: true, with_payload: true }).await.unwrap().into_inner().records;
+            let got = c
+                .points
+                .get(pb::GetRequest {
+                    collection: "s".into(),
+                    ids: vec![num_id(id)],
+                    with_vector: true,
+                    with_payload: true,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .records;
             assert_eq!(got.len(), 1, "writer {w}: own write of {id} not visible");
             assert_eq!(got[0].vector, point(id, v).vector, "writer {w}: point {id}");
         }
@@ -63,7 +94,17 @@ async fn reader(mut c: Client, until: Instant, seed: u64) -> u64 {
     let f = filter::parse_str(r#"{"must":[{"key":"bucket","match":2}]}"#).unwrap();
     while Instant::now() < until {
         let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(0.0..10.0)).collect();
-        let hits = c.search(pb::SearchRequest { collection: "s".into(), vector: q, k: 20, filter: Some(f.clone()), with_payload: true, ..Default::default() }).await.unwrap();
+        let hits = c
+            .search(pb::SearchRequest {
+                collection: "s".into(),
+                vector: q,
+                k: 20,
+                filter: Some(f.clone()),
+                with_payload: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         for w in hits.windows(2) {
             assert!(w[0].score <= w[1].score, "l2 results out of order");
         }
@@ -82,27 +123,48 @@ async fn reader(mut c: Client, until: Instant, seed: u64) -> u64 {
 
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_readers_and_writers_with_flushes_and_compactions() {
-    let secs: u64 = std::env::var("QUIVER_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let secs: u64 = std::env::var("QUIVER_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
     let dir = temp_dir("soak");
     let server = ServerProcess::start(&dir, &["--flush-threshold", "3000"]);
     let mut c = server.client().await;
-    c.create_collection("s", DIM as u32, pb::Metric::L2).await.unwrap();
-    let req = pb::CreateFieldIndexRequest { collection: "s".into(), field: "bucket".into(), r#type: pb::FieldType::Keyword as i32 };
+    c.create_collection("s", DIM as u32, pb::Metric::L2)
+        .await
+        .unwrap();
+    let req = pb::CreateFieldIndexRequest {
+        collection: "s".into(),
+        field: "bucket".into(),
+        r#type: pb::FieldType::Keyword as i32,
+    };
     c.collections.create_field_index(req).await.unwrap();
     let until = Instant::now() + Duration::from_secs(secs);
-    let writers: Vec<_> = (0..3).map(|w| tokio::spawn(writer(c.clone(), w, until, 100 + w))).collect();
-    let readers: Vec<_> = (0..3).map(|r| tokio::spawn(reader(c.clone(), until, 200 + r))).collect();
+    let writers: Vec<_> = (0..3)
+        .map(|w| tokio::spawn(writer(c.clone(), w, until, 100 + w)))
+        .collect();
+    let readers: Vec<_> = (0..3)
+        .map(|r| tokio::spawn(reader(c.clone(), until, 200 + r)))
+        .collect();
     let mut compactor = c.clone();
     let compactions = tokio::spawn(async move {
         let mut n = 0;
         while Instant::now() < until {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            compactor.collections.compact(pb::CompactRequest { name: "s".into() }).await.unwrap();
+            compactor
+                .collections
+                .compact(pb::CompactRequest { name: "s".into() })
+                .await
+                .unwrap();
             n += 1;
         }
         n
@@ -122,7 +184,12 @@ async fn concurrent_readers_and_writers_with_flushes_and_compactions() {
     for m in &models {
         let ids: Vec<u64> = m.keys().copied().collect();
         for chunk in ids.chunks(1000) {
-            let req = pb::GetRequest { collection: "s".into(), ids: chunk.iter().map(|i| num_id(*i)).collect(), with_vector: true, with_payload: true };
+            let req = pb::GetRequest {
+                collection: "s".into(),
+                ids: chunk.iter().map(|i| num_id(*i)).collect(),
+                with_vector: true,
+                with_payload: true,
+            };
             let got = c.points.get(req).await.unwrap().into_inner().records;
             assert_eq!(got.len(), chunk.len());
             for r in got {
@@ -138,7 +205,10 @@ async fn concurrent_readers_and_writers_with_flushes_and_compactions() {
         info.segments,
         rss / 1024
     );
-    assert!(rss > 0 && rss < 2 * 1024 * 1024, "peak RSS {rss} KiB is out of bounds for {total} points");
+    assert!(
+        rss > 0 && rss < 2 * 1024 * 1024,
+        "peak RSS {rss} KiB is out of bounds for {total} points"
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
