@@ -15,6 +15,7 @@
 //! | `distance.rs` | metrics, SIMD kernels and their scalar twins                     |
 //! | `topk.rs`     | the bounded heap that keeps the k closest                        |
 //! | `flat.rs`     | exact search, also the fallback of every other index             |
+//! | `hnsw/`       | HNSW: parallel build, frozen graph, filtered search              |
 //!
 //! HNSW and IVF-PQ plug in as further variants of [`IndexKind`].
 
@@ -23,6 +24,7 @@
 
 pub mod distance;
 pub mod flat;
+pub mod hnsw;
 pub mod topk;
 
 pub use distance::Metric;

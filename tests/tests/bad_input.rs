@@ -403,6 +403,190 @@ async fn bad_inputs_get_clear_status_codes_and_change_nothing() {
         Code::InvalidArgument
     );
 
+    // The other request types, each with its malformed forms.
+    let f_bad = || {
+        Some(pb::Filter {
+            must: vec![pb::Condition { kind: None }],
+            ..Default::default()
+        })
+    };
+    let sb = |searches: Vec<pb::SearchRequest>| pb::SearchBatchRequest {
+        collection: "v".into(),
+        searches,
+    };
+    let e = c.points.search_batch(sb(vec![])).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "empty search batch");
+    let e = c
+        .points
+        .search_batch(sb((0..101).map(|_| search(v4(), 1, None)).collect()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::ResourceExhausted,
+        "search batch over the limit"
+    );
+    let e = c
+        .points
+        .search_batch(sb(vec![search(v4(), 1, None), search(vec![1.0], 1, None)]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "one bad search in a batch");
+    let e = c
+        .points
+        .scroll(pb::ScrollRequest {
+            collection: "v".into(),
+            offset: Some(text_id("")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "malformed scroll offset");
+    let e = c
+        .points
+        .scroll(pb::ScrollRequest {
+            collection: "v".into(),
+            filter: f_bad(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "bad scroll filter");
+    let e = c
+        .points
+        .count(pb::CountRequest {
+            collection: "v".into(),
+            filter: f_bad(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "bad count filter");
+    let e = c
+        .points
+        .count(pb::CountRequest {
+            collection: "nope".into(),
+            filter: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "count on unknown collection");
+    let sel = Some(pb::delete_request::Selector::Filter(pb::Filter {
+        must: vec![pb::Condition { kind: None }],
+        ..Default::default()
+    }));
+    let e = c
+        .points
+        .delete(pb::DeleteRequest {
+            collection: "v".into(),
+            selector: sel,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "delete by a bad filter");
+    let sel = Some(pb::delete_request::Selector::Ids(pb::PointIdList {
+        ids: vec![text_id("")],
+    }));
+    let e = c
+        .points
+        .delete(pb::DeleteRequest {
+            collection: "v".into(),
+            selector: sel,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "delete of a malformed id");
+    let e = c
+        .points
+        .get(pb::GetRequest {
+            collection: "v".into(),
+            ids: vec![pb::PointId { kind: None }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "get of an empty id");
+    let req = pb::CreateFieldIndexRequest {
+        collection: "v".into(),
+        field: "a..b".into(),
+        r#type: pb::FieldType::Keyword as i32,
+    };
+    assert_eq!(
+        c.collections
+            .create_field_index(req)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument,
+        "bad field path"
+    );
+    let req = pb::CreateFieldIndexRequest {
+        collection: "nope".into(),
+        field: "a".into(),
+        r#type: pb::FieldType::Keyword as i32,
+    };
+    assert_eq!(
+        c.collections
+            .create_field_index(req)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        c.collections
+            .flush(pb::FlushRequest {
+                name: "nope".into()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        c.collections
+            .compact(pb::CompactRequest { name: "".into() })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        c.collections
+            .create_snapshot(pb::CreateSnapshotRequest {
+                name: "nope".into()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let chunks = tokio_stream::iter(vec![pb::RestoreSnapshotChunk {
+        collection: String::new(),
+        data: vec![1, 2, 3],
+    }]);
+    assert_eq!(
+        c.collections
+            .restore_snapshot(chunks)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument,
+        "restore without a name"
+    );
+    let chunks = tokio_stream::iter(vec![pb::RestoreSnapshotChunk {
+        collection: "r".into(),
+        data: b"not a snapshot at all".to_vec(),
+    }]);
+    assert_eq!(
+        c.collections
+            .restore_snapshot(chunks)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::DataLoss,
+        "restore of garbage"
+    );
+
     // Nothing changed.
     assert_eq!(c.count("v", None).await.unwrap(), 50);
     let req = pb::GetRequest {

@@ -1,0 +1,247 @@
+//! Parallel HNSW construction (Malkov & Yashunin, 2018): every node's neighbour lists sit
+//! behind their own lock, threads take nodes from a shared counter and insert them, and the
+//! result is frozen into flat arrays (`graph.rs`). With one thread the build is deterministic
+//! for a given seed.
+
+use super::graph::HnswGraph;
+use super::visited::VisitedPool;
+use super::{HnswParams, OrdF32};
+use crate::Vectors;
+use crate::distance::Metric;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+
+/// A node's neighbour lists while the graph is built: one per level it lives on.
+struct BuildNode {
+    links: Vec<Mutex<Vec<u32>>>,
+}
+
+struct Builder<'a> {
+    vectors: Vectors<'a>,
+    metric: Metric,
+    params: HnswParams,
+    nodes: Vec<BuildNode>,
+    /// (entry point, its level).
+    entry: RwLock<(u32, u8)>,
+    pool: VisitedPool,
+}
+
+/// Level of each node: `floor(-ln(U) · mL)` with `mL = 1 / ln(m)` ("mL" in the paper), from a
+/// seeded generator so that builds repeat.
+fn levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
+    let ml = 1.0 / (m.max(2) as f64).ln();
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            ((-u.ln() * ml).floor() as u32).min(15) as u8
+        })
+        .collect()
+}
+
+impl Builder<'_> {
+    #[inline]
+    fn dist(&self, a: u32, b: u32) -> f32 {
+        self.metric
+            .distance(self.vectors.get(a), self.vectors.get(b))
+    }
+
+    fn cap(&self, level: usize) -> usize {
+        if level == 0 {
+            self.params.m * 2
+        } else {
+            self.params.m
+        }
+    }
+
+    /// Beam search on one level from `entry`; returns up to `ef` nodes, closest first.
+    fn search_layer(
+        &self,
+        q: u32,
+        entry: (f32, u32),
+        ef: usize,
+        level: usize,
+        buf: &mut Vec<u32>,
+    ) -> Vec<(f32, u32)> {
+        let mut visited = self.pool.take(self.nodes.len());
+        visited.insert(entry.1);
+        let mut candidates = BinaryHeap::new();
+        let mut results = BinaryHeap::new();
+        candidates.push(Reverse((OrdF32(entry.0), entry.1)));
+        results.push((OrdF32(entry.0), entry.1));
+        while let Some(Reverse((OrdF32(d), c))) = candidates.pop() {
+            if results.len() >= ef
+                && d > results
+                    .peek()
+                    .map_or(f32::INFINITY, |r: &(OrdF32, u32)| r.0.0)
+            {
+                break;
+            }
+            buf.clear();
+            if let Some(l) = self.nodes[c as usize].links.get(level) {
+                buf.extend_from_slice(&l.lock().expect("link lock"));
+            }
+            for &nb in buf.iter() {
+                if !visited.insert(nb) {
+                    continue;
+                }
+                let dn = self.dist(q, nb);
+                if results.len() < ef || dn < results.peek().map_or(f32::INFINITY, |r| r.0.0) {
+                    candidates.push(Reverse((OrdF32(dn), nb)));
+                    results.push((OrdF32(dn), nb));
+                    if results.len() > ef {
+                        results.pop();
+                    }
+                }
+            }
+        }
+        self.pool.give_back(visited);
+        let mut out: Vec<(f32, u32)> = results.into_iter().map(|(d, i)| (d.0, i)).collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        out
+    }
+
+    /// The neighbour-selection heuristic (Algorithm 4 of the paper): take candidates closest
+    /// first, keeping one only if it is closer to the base than to every one kept so far.
+    fn select(&self, candidates: &[(f32, u32)], m: usize) -> Vec<u32> {
+        let mut kept: Vec<u32> = Vec::with_capacity(m);
+        for &(d, c) in candidates {
+            if kept.len() >= m {
+                break;
+            }
+            if kept.iter().all(|&k| self.dist(c, k) > d) {
+                kept.push(c);
+            }
+        }
+        kept
+    }
+
+    fn insert(&self, q: u32, level: u8, buf: &mut Vec<u32>) {
+        let (mut ep, top) = *self.entry.read().expect("entry lock");
+        let mut ep_d = self.dist(q, ep);
+        // Greedy descent through the levels above the node's own.
+        let mut lev = top as usize;
+        while lev > level as usize {
+            let mut changed = true;
+            while changed {
+                changed = false;
+                buf.clear();
+                if let Some(l) = self.nodes[ep as usize].links.get(lev) {
+                    buf.extend_from_slice(&l.lock().expect("link lock"));
+                }
+                for &nb in buf.iter() {
+                    let d = self.dist(q, nb);
+                    if d < ep_d {
+                        ep_d = d;
+                        ep = nb;
+                        changed = true;
+                    }
+                }
+            }
+            lev -= 1;
+        }
+        for lev in (0..=(level as usize).min(top as usize)).rev() {
+            let found = self.search_layer(q, (ep_d, ep), self.params.ef_construction, lev, buf);
+            let cap = self.cap(lev);
+            let chosen = self.select(&found, self.params.m.min(cap));
+            *self.nodes[q as usize].links[lev].lock().expect("link lock") = chosen.clone();
+            for &nb in &chosen {
+                let mut l = self.nodes[nb as usize].links[lev]
+                    .lock()
+                    .expect("link lock");
+                if l.contains(&q) {
+                    continue;
+                }
+                l.push(q);
+                if l.len() > cap {
+                    let mut scored: Vec<(f32, u32)> =
+                        l.iter().map(|&x| (self.dist(nb, x), x)).collect();
+                    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    *l = self.select(&scored, cap);
+                }
+            }
+            if let Some(&(d, c)) = found.first() {
+                ep = c;
+                ep_d = d;
+            }
+        }
+        if level > top {
+            let mut e = self.entry.write().expect("entry lock");
+            if level > e.1 {
+                *e = (q, level);
+            }
+        }
+    }
+}
+
+/// Builds the graph of `vectors` on `threads` threads (at least one).
+pub fn build(
+    vectors: Vectors<'_>,
+    metric: Metric,
+    params: HnswParams,
+    threads: usize,
+) -> HnswGraph {
+    let n = vectors.len();
+    let lv = levels(n, params.m, params.seed);
+    if n == 0 {
+        return HnswGraph::freeze(params.m, 0, 0, &lv, |_, _| Vec::new());
+    }
+    let nodes = lv
+        .iter()
+        .map(|&l| BuildNode {
+            links: (0..=l).map(|_| Mutex::new(Vec::new())).collect(),
+        })
+        .collect();
+    let b = Builder {
+        vectors,
+        metric,
+        params,
+        nodes,
+        entry: RwLock::new((0, lv[0])),
+        pool: VisitedPool::default(),
+    };
+    let next = AtomicUsize::new(1);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    b.insert(i as u32, lv[i], &mut buf);
+                }
+            });
+        }
+    });
+    let (entry, top) = *b.entry.read().expect("entry lock");
+    HnswGraph::freeze(params.m, entry, top, &lv, |node, level| {
+        b.nodes[node].links[level]
+            .lock()
+            .expect("link lock")
+            .clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_the_geometric_law() {
+        let lv = levels(100_000, 16, 1);
+        let above0 = lv.iter().filter(|&&l| l >= 1).count() as f64 / 1e5;
+        // P(level ≥ 1) = 1/m.
+        assert!((above0 - 1.0 / 16.0).abs() < 0.01, "{above0}");
+        assert_eq!(lv, levels(100_000, 16, 1), "seeded");
+    }
+}

@@ -1,0 +1,313 @@
+//! The frozen HNSW graph: flat arrays read by searches, and their byte layout.
+//!
+//! ```text
+//! level0 : (n, 1 + m0) u32   row = [count, neighbour ids..., padding]   m0 = 2m
+//! upper  : blocks of (1 + m) u32, one per (node, level ≥ 1), same row shape
+//! upper_offsets : (n) u32    block index of the node's level-1 row, u32::MAX if none;
+//!                            level L of the node is block upper_offsets[i] + L - 1
+//! levels : (n) u8
+//! bytes  : "HNSWGRF1" | m u32 | n u32 | entry u32 | top u8 | 3 zero bytes | levels (n, padded
+//!          to 4) | level0 | upper_offsets | upper block count u32 | upper   (all little-endian)
+//! ```
+
+use super::OrdF32;
+use super::visited::VisitedPool;
+use crate::distance::Metric;
+use crate::topk::Neighbor;
+use crate::{PointFilter, Vectors};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+const MAGIC: &[u8; 8] = b"HNSWGRF1";
+
+/// A graph that no longer changes.
+#[derive(Debug)]
+pub struct HnswGraph {
+    m: usize,
+    entry: u32,
+    top: u8,
+    levels: Vec<u8>,
+    level0: Vec<u32>,
+    upper_offsets: Vec<u32>,
+    upper: Vec<u32>,
+    pool: VisitedPool,
+}
+
+/// Why graph bytes were refused.
+#[derive(Debug, thiserror::Error)]
+#[error("HNSW graph bytes are invalid: {0}")]
+pub struct GraphError(pub String);
+
+impl HnswGraph {
+    /// Freezes neighbour lists given by `links(node, level)` into flat arrays.
+    pub fn freeze(
+        m: usize,
+        entry: u32,
+        top: u8,
+        levels: &[u8],
+        links: impl Fn(usize, usize) -> Vec<u32>,
+    ) -> HnswGraph {
+        let n = levels.len();
+        let (s0, s) = (2 * m + 1, m + 1);
+        let mut level0 = vec![0u32; n * s0];
+        let mut upper_offsets = vec![u32::MAX; n];
+        let mut upper = Vec::new();
+        for i in 0..n {
+            let l0 = links(i, 0);
+            let row = &mut level0[i * s0..(i + 1) * s0];
+            row[0] = l0.len().min(2 * m) as u32;
+            for (k, x) in l0.iter().take(2 * m).enumerate() {
+                row[1 + k] = *x;
+            }
+            if levels[i] > 0 {
+                upper_offsets[i] = (upper.len() / s) as u32;
+                for lev in 1..=levels[i] as usize {
+                    let l = links(i, lev);
+                    let mut row = vec![0u32; s];
+                    row[0] = l.len().min(m) as u32;
+                    for (k, x) in l.iter().take(m).enumerate() {
+                        row[1 + k] = *x;
+                    }
+                    upper.extend(row);
+                }
+            }
+        }
+        HnswGraph {
+            m,
+            entry,
+            top,
+            levels: levels.to_vec(),
+            level0,
+            upper_offsets,
+            upper,
+            pool: VisitedPool::default(),
+        }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// True for a graph of no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    /// Bytes held by the arrays.
+    pub fn memory_bytes(&self) -> usize {
+        self.levels.len() + 4 * (self.level0.len() + self.upper_offsets.len() + self.upper.len())
+    }
+
+    /// The neighbours of `node` on `level`.
+    #[inline]
+    fn neighbours(&self, node: u32, level: usize) -> &[u32] {
+        if level == 0 {
+            let s0 = 2 * self.m + 1;
+            let row = &self.level0[node as usize * s0..(node as usize + 1) * s0];
+            &row[1..1 + row[0] as usize]
+        } else {
+            let s = self.m + 1;
+            let block = self.upper_offsets[node as usize] as usize + level - 1;
+            let row = &self.upper[block * s..(block + 1) * s];
+            &row[1..1 + row[0] as usize]
+        }
+    }
+
+    /// The `k` closest admitted nodes to `query`, with a beam of `ef` on level 0.
+    /// Traversal passes through nodes the filter rejects; only admitted ones become results.
+    pub fn search(
+        &self,
+        vectors: Vectors<'_>,
+        metric: Metric,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: &PointFilter<'_>,
+    ) -> Vec<Neighbor> {
+        if self.is_empty() || k == 0 {
+            return Vec::new();
+        }
+        let dist = |i: u32| metric.distance(query, vectors.get(i));
+        let mut ep = self.entry;
+        let mut ep_d = dist(ep);
+        for lev in (1..=self.top as usize).rev() {
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for &nb in self.neighbours(ep, lev) {
+                    let d = dist(nb);
+                    if d < ep_d {
+                        ep_d = d;
+                        ep = nb;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        let ef = ef.max(k);
+        let mut visited = self.pool.take(self.len());
+        visited.insert(ep);
+        let mut candidates: BinaryHeap<Reverse<(OrdF32, u32)>> = BinaryHeap::with_capacity(ef * 2);
+        let mut results: BinaryHeap<(OrdF32, u32)> = BinaryHeap::with_capacity(ef + 1);
+        candidates.push(Reverse((OrdF32(ep_d), ep)));
+        if filter.admits(ep) {
+            results.push((OrdF32(ep_d), ep));
+        }
+        // The bound that ends the search: the worst kept result once `ef` are kept.
+        let bound = |r: &BinaryHeap<(OrdF32, u32)>| {
+            if r.len() >= ef {
+                r.peek().map_or(f32::INFINITY, |x| x.0.0)
+            } else {
+                f32::INFINITY
+            }
+        };
+        while let Some(Reverse((OrdF32(d), c))) = candidates.pop() {
+            if d > bound(&results) {
+                break;
+            }
+            for &nb in self.neighbours(c, 0) {
+                if !visited.insert(nb) {
+                    continue;
+                }
+                let dn = dist(nb);
+                if dn < bound(&results) {
+                    candidates.push(Reverse((OrdF32(dn), nb)));
+                    if filter.admits(nb) {
+                        results.push((OrdF32(dn), nb));
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+        }
+        self.pool.give_back(visited);
+        let mut out: Vec<Neighbor> = results
+            .into_iter()
+            .map(|(d, key)| Neighbor { distance: d.0, key })
+            .collect();
+        out.sort();
+        out.truncate(k);
+        out
+    }
+
+    /// The graph as bytes (layout in the module header).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let n = self.len();
+        let mut out = Vec::with_capacity(
+            24 + n + 4 * (self.level0.len() + self.upper_offsets.len() + self.upper.len() + 1),
+        );
+        out.extend_from_slice(MAGIC);
+        for x in [self.m as u32, n as u32, self.entry] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.extend_from_slice(&[self.top, 0, 0, 0]);
+        out.extend_from_slice(&self.levels);
+        out.resize(out.len() + (4 - n % 4) % 4, 0);
+        let words = |out: &mut Vec<u8>, v: &[u32]| {
+            v.iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
+        };
+        words(&mut out, &self.level0);
+        words(&mut out, &self.upper_offsets);
+        out.extend_from_slice(&((self.upper.len() / (self.m + 1)) as u32).to_le_bytes());
+        words(&mut out, &self.upper);
+        out
+    }
+
+    /// Reads a graph written by [`HnswGraph::to_bytes`], checking every id and count.
+    pub fn from_bytes(raw: &[u8], n_vectors: usize) -> Result<HnswGraph, GraphError> {
+        let bad = |s: &str| GraphError(s.to_string());
+        let mut pos = 0usize;
+        let mut take = |len: usize| -> Result<&[u8], GraphError> {
+            let end = pos
+                .checked_add(len)
+                .filter(|e| *e <= raw.len())
+                .ok_or_else(|| bad("truncated"))?;
+            let s = &raw[pos..end];
+            pos = end;
+            Ok(s)
+        };
+        if take(8)? != MAGIC {
+            return Err(bad("bad magic"));
+        }
+        let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+        let m = u32_at(take(4)?) as usize;
+        let n = u32_at(take(4)?) as usize;
+        let entry = u32_at(take(4)?);
+        let top = take(4)?[0];
+        if m == 0 || m > 1024 || n != n_vectors || (n > 0 && entry as usize >= n) || top > 15 {
+            return Err(bad("header out of range"));
+        }
+        let levels = take(n)?.to_vec();
+        take((4 - n % 4) % 4)?;
+        let (s0, s) = (2 * m + 1, m + 1);
+        let read_words = |b: &[u8]| b.chunks_exact(4).map(u32_at).collect::<Vec<u32>>();
+        let level0 = read_words(take(
+            n.checked_mul(s0 * 4).ok_or_else(|| bad("size overflow"))?,
+        )?);
+        let upper_offsets = read_words(take(n * 4)?);
+        let blocks = u32_at(take(4)?) as usize;
+        let upper = read_words(take(
+            blocks
+                .checked_mul(s * 4)
+                .ok_or_else(|| bad("size overflow"))?,
+        )?);
+        if pos != raw.len() {
+            return Err(bad("stray bytes"));
+        }
+        let g = HnswGraph {
+            m,
+            entry,
+            top,
+            levels,
+            level0,
+            upper_offsets,
+            upper,
+            pool: VisitedPool::default(),
+        };
+        g.validate(blocks)?;
+        Ok(g)
+    }
+
+    fn validate(&self, blocks: usize) -> Result<(), GraphError> {
+        let n = self.len() as u32;
+        let bad = |s: String| Err(GraphError(s));
+        if n > 0 && self.levels[self.entry as usize] != self.top {
+            return bad("entry point is not on the top level".into());
+        }
+        for i in 0..n {
+            let l = self.levels[i as usize] as usize;
+            if l > self.top as usize {
+                return bad(format!("node {i} is above the top level"));
+            }
+            let off = self.upper_offsets[i as usize];
+            if (l == 0) != (off == u32::MAX) || (l > 0 && off as usize + l > blocks) {
+                return bad(format!("node {i} has a bad upper offset"));
+            }
+            let s0 = 2 * self.m + 1;
+            if self.level0[i as usize * s0] as usize > 2 * self.m {
+                return bad(format!("node {i} has too many neighbours"));
+            }
+            for lev in 1..=l {
+                let row = (off as usize + lev - 1) * (self.m + 1);
+                if self.upper[row] as usize > self.m {
+                    return bad(format!("node {i} has too many neighbours on level {lev}"));
+                }
+            }
+            for lev in 0..=l {
+                if self
+                    .neighbours(i, lev)
+                    .iter()
+                    .any(|&x| x >= n || self.levels[x as usize] < lev as u8)
+                {
+                    return bad(format!(
+                        "node {i} links to a node that does not exist on level {lev}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! HNSW: a hierarchical navigable small-world graph (Malkov & Yashunin, 2018).
+//!
+//! ```text
+//! build (build.rs): levels drawn per node ─► threads insert nodes in parallel, per-node locks
+//!                   ─► HnswGraph::freeze ─► flat arrays (graph.rs) ─► to_bytes / from_bytes
+//! search (graph.rs): greedy descent on upper levels ─► beam of ef on level 0, filter and
+//!                   deletions steer which nodes become results; visited sets pooled
+//! ```
+//!
+//! | file         | what it holds                                             |
+//! |--------------|-----------------------------------------------------------|
+//! | `build.rs`   | parallel construction and the neighbour heuristic          |
+//! | `graph.rs`   | the frozen graph, its search, its byte layout              |
+//! | `visited.rs` | generation-counter visited sets and their pool             |
+
+mod build;
+mod graph;
+mod visited;
+
+pub use build::build;
+pub use graph::{GraphError, HnswGraph};
+
+use crate::distance::Metric;
+use crate::topk::Neighbor;
+use crate::{PointFilter, VectorIndexRead, Vectors};
+use std::cmp::Ordering;
+
+/// Build parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Links per node on levels above 0 (`M` in the paper); level 0 keeps `2 m`.
+    pub m: usize,
+    /// Beam width while inserting (`efConstruction`).
+    pub ef_construction: usize,
+    /// Seed of the level draws.
+    pub seed: u64,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 100,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// Default search beam when a request does not set one.
+pub const DEFAULT_EF: usize = 64;
+
+/// An f32 with a total order, for heaps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OrdF32(pub f32);
+
+impl Eq for OrdF32 {}
+
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// An HNSW index over one segment's vectors.
+#[derive(Debug)]
+pub struct HnswIndex {
+    /// The graph.
+    pub graph: HnswGraph,
+    /// Search beam.
+    pub ef: usize,
+}
+
+impl VectorIndexRead for HnswIndex {
+    fn search(
+        &self,
+        vectors: Vectors<'_>,
+        metric: Metric,
+        query: &[f32],
+        k: usize,
+        filter: &PointFilter<'_>,
+    ) -> Vec<Neighbor> {
+        self.graph
+            .search(vectors, metric, query, k, self.ef, filter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flat::exact_search;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    use roaring::RoaringBitmap;
+
+    /// Clustered data of low intrinsic dimension, like real embeddings: 50 centres, each point
+    /// a centre plus a 10-d latent offset mapped into `dim` dimensions, plus a little noise.
+    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(7);
+        let latent = 10;
+        let centres: Vec<Vec<f32>> = (0..50)
+            .map(|_| (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect())
+            .collect();
+        let basis: Vec<f32> = (0..latent * dim)
+            .map(|_| rng.random_range(-0.5..0.5))
+            .collect();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut out = Vec::with_capacity(n * dim);
+        for _ in 0..n {
+            let c = &centres[rng.random_range(0..centres.len())];
+            let z: Vec<f32> = (0..latent).map(|_| rng.random_range(-1.0..1.0)).collect();
+            for d in 0..dim {
+                let off: f32 = (0..latent).map(|j| basis[j * dim + d] * z[j]).sum();
+                out.push(c[d] + off + rng.random_range(-0.05..0.05));
+            }
+        }
+        out
+    }
+
+    fn recall(
+        data: &[f32],
+        dim: usize,
+        g: &HnswGraph,
+        metric: Metric,
+        ef: usize,
+        filter: &PointFilter<'_>,
+        queries: &[f32],
+    ) -> f64 {
+        let v = Vectors::new(data, dim);
+        let (mut hit, mut total) = (0, 0);
+        for q in queries.chunks_exact(dim) {
+            let truth: Vec<u32> = exact_search(v, metric, q, 10, filter)
+                .iter()
+                .map(|n| n.key)
+                .collect();
+            let got: Vec<u32> = g
+                .search(v, metric, q, 10, ef, filter)
+                .iter()
+                .map(|n| n.key)
+                .collect();
+            for n in &got {
+                assert!(filter.admits(*n), "result {n} does not pass the filter");
+            }
+            hit += truth.iter().filter(|t| got.contains(t)).count();
+            total += truth.len();
+        }
+        hit as f64 / total as f64
+    }
+
+    #[test]
+    fn recall_on_clustered_data_and_with_deletions() {
+        let (n, dim) = (20_000, 64);
+        let data = clustered(n, dim, 1);
+        let queries = clustered(200, dim, 2);
+        let g = build(
+            Vectors::new(&data, dim),
+            Metric::L2,
+            HnswParams::default(),
+            2,
+        );
+        let r = recall(
+            &data,
+            dim,
+            &g,
+            Metric::L2,
+            DEFAULT_EF,
+            &PointFilter::default(),
+            &queries,
+        );
+        assert!(r >= 0.95, "recall@10 {r}");
+        let deleted: RoaringBitmap = (0..n as u32).filter(|i| i % 10 < 3).collect();
+        let f = PointFilter {
+            allowed: None,
+            deleted: Some(&deleted),
+        };
+        let r = recall(&data, dim, &g, Metric::L2, DEFAULT_EF, &f, &queries);
+        assert!(r >= 0.9, "recall@10 with 30% deleted {r}");
+    }
+
+    #[test]
+    fn one_thread_is_deterministic_and_bytes_round_trip() {
+        let (n, dim) = (2000, 16);
+        let data = clustered(n, dim, 3);
+        let v = Vectors::new(&data, dim);
+        let a = build(v, Metric::Cosine, HnswParams::default(), 1);
+        let b = build(v, Metric::Cosine, HnswParams::default(), 1);
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        let back = HnswGraph::from_bytes(&a.to_bytes(), n).unwrap();
+        assert_eq!(back.to_bytes(), a.to_bytes());
+        let q = &data[..dim];
+        assert_eq!(
+            back.search(v, Metric::Cosine, q, 5, 32, &PointFilter::default()),
+            a.search(v, Metric::Cosine, q, 5, 32, &PointFilter::default())
+        );
+        // Damage is refused, never served.
+        let raw = a.to_bytes();
+        assert!(HnswGraph::from_bytes(&raw[..raw.len() - 4], n).is_err());
+        assert!(HnswGraph::from_bytes(&raw, n + 1).is_err());
+        let mut bad = raw.clone();
+        let at = 24 + n + 4 * 3; // inside node 0's level-0 row
+        bad[at..at + 4].copy_from_slice(&(n as u32 + 5).to_le_bytes());
+        assert!(HnswGraph::from_bytes(&bad, n).is_err());
+    }
+
+    #[test]
+    fn tiny_and_empty_graphs() {
+        let g = build(Vectors::new(&[], 4), Metric::L2, HnswParams::default(), 2);
+        assert!(
+            g.search(
+                Vectors::new(&[], 4),
+                Metric::L2,
+                &[0.0; 4],
+                3,
+                10,
+                &PointFilter::default()
+            )
+            .is_empty()
+        );
+        let data = [1.0, 0.0, 0.0, 1.0];
+        let g = build(Vectors::new(&data, 2), Metric::L2, HnswParams::default(), 2);
+        let got = g.search(
+            Vectors::new(&data, 2),
+            Metric::L2,
+            &[0.9, 0.1],
+            5,
+            10,
+            &PointFilter::default(),
+        );
+        assert_eq!(got.iter().map(|n| n.key).collect::<Vec<_>>(), vec![0, 1]);
+    }
+}
