@@ -84,6 +84,9 @@ enum Cmd {
         /// Brute force whatever the index.
         #[arg(long)]
         exact: bool,
+        /// HNSW search beam (0: default).
+        #[arg(long, default_value_t = 0)]
+        ef: u32,
         #[arg(long)]
         with_payload: bool,
         #[arg(long)]
@@ -153,6 +156,12 @@ enum MetricArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum IndexArg {
+    Flat,
+    Hnsw,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum DurabilityArg {
     Sync,
     Async,
@@ -178,6 +187,15 @@ enum CollectionCmd {
         /// Points in the mutable segment before a flush (0: server default).
         #[arg(long, default_value_t = 0)]
         flush_threshold: u32,
+        /// Index of immutable segments.
+        #[arg(long, value_enum, default_value = "flat")]
+        index: IndexArg,
+        /// HNSW links per node (0: default 16).
+        #[arg(long, default_value_t = 0)]
+        m: u32,
+        /// HNSW build beam (0: default 100).
+        #[arg(long, default_value_t = 0)]
+        ef_construction: u32,
     },
     /// List collections.
     List,
@@ -327,6 +345,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             k,
             filter,
             exact,
+            ef,
             with_payload,
             with_vector,
         } => {
@@ -350,7 +369,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 with_payload,
                 with_vector,
                 exact,
-                params: None,
+                params: (ef > 0).then_some(pb::SearchParams { ef, nprobe: 0 }),
             };
             let t = Instant::now();
             let hits = client.search(req).await?;
@@ -492,7 +511,16 @@ async fn collection(client: &mut Client, cmd: CollectionCmd, as_json: bool) -> a
             metric,
             durability,
             flush_threshold,
+            index,
+            m,
+            ef_construction,
         } => {
+            let index = match index {
+                IndexArg::Flat => pb::index_spec::Kind::Flat(pb::FlatIndexSpec {}),
+                IndexArg::Hnsw => {
+                    pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec { m, ef_construction })
+                }
+            };
             let metric = match metric {
                 MetricArg::Cosine => pb::Metric::Cosine,
                 MetricArg::Dot => pb::Metric::Dot,
@@ -506,7 +534,7 @@ async fn collection(client: &mut Client, cmd: CollectionCmd, as_json: bool) -> a
                 name,
                 dim,
                 metric: metric as i32,
-                index: None,
+                index: Some(pb::IndexSpec { kind: Some(index) }),
                 durability: durability as i32,
                 flush_threshold,
             };

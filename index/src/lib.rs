@@ -116,14 +116,33 @@ pub trait VectorIndexRead {
 }
 
 /// The closed set of index kinds, dispatched without `dyn`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum IndexKind {
     /// Exact search.
     Flat(FlatIndex),
+    /// HNSW graph.
+    Hnsw(hnsw::HnswIndex),
+}
+
+/// Per-request search knobs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchParams {
+    /// Brute force whatever the index.
+    pub exact: bool,
+    /// HNSW beam width; `None` takes the index's default.
+    pub ef: Option<usize>,
+}
+
+/// Filtered-search planner for graph indexes: exact search over the filter's bitmap costs one
+/// distance per admitted point (`A`); graph search costs about `ef · m0` distances per
+/// admitted-share of the graph walked, i.e. `ef · m0 / s` with `s = A / n`. The two meet at
+/// `A = sqrt(ef · m0 · n)`; below it the planner scans the bitmap.
+pub fn prefer_exact(admitted: u64, n: usize, ef: usize, m0: usize) -> bool {
+    (admitted as f64) < ((ef * m0) as f64 * n as f64).sqrt()
 }
 
 impl IndexKind {
-    /// The `k` closest admitted vectors; `exact` forces a full scan whatever the index.
+    /// The `k` closest admitted vectors.
     pub fn search(
         &self,
         vectors: Vectors<'_>,
@@ -131,11 +150,28 @@ impl IndexKind {
         query: &[f32],
         k: usize,
         filter: &PointFilter<'_>,
-        exact: bool,
+        params: SearchParams,
     ) -> Vec<Neighbor> {
         match self {
-            _ if exact => flat::exact_search(vectors, metric, query, k, filter),
+            _ if params.exact => flat::exact_search(vectors, metric, query, k, filter),
             IndexKind::Flat(f) => f.search(vectors, metric, query, k, filter),
+            IndexKind::Hnsw(h) => {
+                let ef = params.ef.unwrap_or(h.ef);
+                match filter.allowed {
+                    Some(a) if prefer_exact(a.len(), vectors.len(), ef, h.graph.m0()) => {
+                        flat::exact_search(vectors, metric, query, k, filter)
+                    }
+                    _ => h.graph.search(vectors, metric, query, k, ef, filter),
+                }
+            }
+        }
+    }
+
+    /// Bytes of memory the index holds beyond the vectors.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            IndexKind::Flat(_) => 0,
+            IndexKind::Hnsw(h) => h.graph.memory_bytes(),
         }
     }
 }

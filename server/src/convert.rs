@@ -130,11 +130,14 @@ pub fn collection_config(
     };
     let index = match r.index.as_ref().and_then(|i| i.kind.as_ref()) {
         None | Some(pb::index_spec::Kind::Flat(_)) => IndexSpec::Flat,
-        Some(pb::index_spec::Kind::Hnsw(_)) => {
-            return Err(Status::unimplemented(
-                "the hnsw index is not built yet; use flat",
-            ));
-        }
+        Some(pb::index_spec::Kind::Hnsw(h)) => IndexSpec::Hnsw {
+            m: if h.m == 0 { 16 } else { h.m as usize },
+            ef_construction: if h.ef_construction == 0 {
+                100
+            } else {
+                h.ef_construction as usize
+            },
+        },
         Some(pb::index_spec::Kind::IvfPq(_)) => {
             return Err(Status::unimplemented(
                 "the ivf_pq index is not built yet; use flat",
@@ -181,6 +184,10 @@ pub fn collection_info(c: &quiver_storage::Collection) -> pb::CollectionInfo {
     };
     let index = match cfg.index {
         IndexSpec::Flat => pb::index_spec::Kind::Flat(pb::FlatIndexSpec {}),
+        IndexSpec::Hnsw { m, ef_construction } => pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec {
+            m: m as u32,
+            ef_construction: ef_construction as u32,
+        }),
     };
     let durability = match cfg.durability {
         Durability::Sync => pb::Durability::Sync,
@@ -209,5 +216,6 @@ pub fn collection_info(c: &quiver_storage::Collection) -> pb::CollectionInfo {
             })
             .collect(),
         unflushed_points: st.unflushed_points,
+        index_memory_bytes: st.index_memory_bytes,
     }
 }

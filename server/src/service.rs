@@ -180,13 +180,29 @@ struct OwnedSearch {
     k: usize,
     filter: Option<quiver_storage::Filter>,
     exact: bool,
+    ef: Option<usize>,
     with_payload: bool,
     with_vector: bool,
 }
 
+/// Largest search beam a request may ask for.
+const MAX_EF: u32 = 4096;
+
 impl OwnedSearch {
     fn from_pb(r: pb::SearchRequest) -> Result<OwnedSearch, Status> {
+        let ef = r.params.as_ref().map_or(0, |p| p.ef);
+        if ef > MAX_EF {
+            return Err(invalid(format!(
+                "ef {ef} is out of range (0 for the default, up to {MAX_EF})"
+            )));
+        }
+        if r.params.as_ref().is_some_and(|p| p.nprobe != 0) {
+            return Err(Status::unimplemented(
+                "nprobe applies to ivf_pq, which is not built yet",
+            ));
+        }
         Ok(OwnedSearch {
+            ef: (ef > 0).then_some(ef as usize),
             filter: convert::opt_filter(r.filter.as_ref())?,
             vector: r.vector,
             k: r.k as usize,
@@ -202,6 +218,7 @@ impl OwnedSearch {
             k: self.k,
             filter: self.filter.as_ref(),
             exact: self.exact,
+            ef: self.ef,
             with_payload: self.with_payload,
             with_vector: self.with_vector,
         }

@@ -14,6 +14,8 @@
 //!              | count u64 | dim u32 | 28 zero bytes
 //! vectors.bin: body = count × dim × f32 LE (row-major, starts at byte 64: 4-byte aligned for mmap)
 //! ids.bin    : body = count × point id (codec.rs: tag u8, then u64 LE or u32 length + UTF-8)
+//! hnsw.bin   : body = the frozen graph (quiver_index::hnsw::graph: its own layout), present
+//!              when the collection's index is hnsw
 //! ```
 //! Files are written in a `.tmp` folder, fsynced, and renamed into place; the manifest in
 //! RocksDB names the segment only after that. Deletions are not in these files: they live in
@@ -22,9 +24,11 @@
 use crate::codec::{Reader, put_point_id};
 use crate::error::{Result, StorageError, io_err};
 use crate::payload_index::PayloadIndex;
+use crate::types::IndexSpec;
 use crate::types::{PointId, SegmentId};
 use memmap2::Mmap;
-use quiver_index::{FlatIndex, IndexKind, Vectors};
+use quiver_index::hnsw::{self, HnswGraph, HnswIndex, HnswParams};
+use quiver_index::{FlatIndex, IndexKind, Metric, Vectors};
 use roaring::RoaringBitmap;
 use std::fs::{self, File};
 use std::io::Write;
@@ -40,6 +44,9 @@ const HEADER_LEN: usize = 64;
 const TRAILER_LEN: usize = 8;
 const KIND_VECTORS: u32 = 1;
 const KIND_IDS: u32 = 2;
+const KIND_HNSW: u32 = 3;
+/// File of the HNSW graph (collections with an hnsw index).
+pub const HNSW_FILE: &str = "hnsw.bin";
 /// File of the vectors.
 pub const VECTORS_FILE: &str = "vectors.bin";
 /// File of the ids.
@@ -220,6 +227,7 @@ pub fn write_segment(
     dim: usize,
     vectors: &[f32],
     ids: &[PointId],
+    index: Option<&[u8]>,
 ) -> Result<(PathBuf, u64)> {
     let final_dir = segments_dir.join(id.0.to_string());
     let tmp_dir = segments_dir.join(format!("{}.tmp", id.0));
@@ -244,6 +252,13 @@ pub fn write_segment(
         &header(KIND_IDS, id, ids.len(), dim),
         &[&raw_ids],
     )?;
+    if let Some(graph) = index {
+        bytes += write_file(
+            &tmp_dir.join(HNSW_FILE),
+            &header(KIND_HNSW, id, ids.len(), dim),
+            &[graph],
+        )?;
+    }
     fsync_dir(&tmp_dir)?;
     fs::rename(&tmp_dir, &final_dir).map_err(io_err(&final_dir))?;
     fsync_dir(segments_dir)?;
@@ -358,15 +373,57 @@ fn map_file(path: &Path) -> Result<Mmap> {
     unsafe { Mmap::map(&f) }.map_err(io_err(path))
 }
 
+/// Builds the index bytes `spec` asks for over these vectors (`None` for flat), on every core.
+pub fn build_index(spec: &IndexSpec, metric: Metric, vectors: Vectors<'_>) -> Option<Vec<u8>> {
+    match *spec {
+        IndexSpec::Flat => None,
+        IndexSpec::Hnsw { m, ef_construction } => {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let params = HnswParams {
+                m,
+                ef_construction,
+                ..HnswParams::default()
+            };
+            Some(hnsw::build(vectors, metric, params, threads).to_bytes())
+        }
+    }
+}
+
 /// Opens the segment in `dir`, verifying every file. Any damage is an error naming the file.
-pub fn open_segment(dir: &Path, id: SegmentId, dim: usize) -> Result<SegmentData> {
+pub fn open_segment(
+    dir: &Path,
+    id: SegmentId,
+    dim: usize,
+    spec: &IndexSpec,
+) -> Result<SegmentData> {
     let vpath = dir.join(VECTORS_FILE);
     let vmap = map_file(&vpath)?;
     let count = check_vectors(&vmap, &vpath, id, dim)?;
     let ipath = dir.join(IDS_FILE);
     let imap = map_file(&ipath)?;
     let ids = decode_ids(&imap, &ipath, id, dim, count)?;
-    let bytes = (vmap.len() + imap.len()) as u64;
+    let mut bytes = (vmap.len() + imap.len()) as u64;
+    let index = match spec {
+        IndexSpec::Flat => IndexKind::Flat(FlatIndex),
+        IndexSpec::Hnsw { .. } => {
+            let hpath = dir.join(HNSW_FILE);
+            let hmap = map_file(&hpath)?;
+            let hcount = check_file(&hmap, &hpath, KIND_HNSW, id, dim)?;
+            if hcount != count {
+                return Err(corrupted(
+                    &hpath,
+                    format!("graph of {hcount} nodes for {count} vectors"),
+                ));
+            }
+            let graph = HnswGraph::from_bytes(&hmap[HEADER_LEN..hmap.len() - TRAILER_LEN], count)
+                .map_err(|e| corrupted(&hpath, e.to_string()))?;
+            bytes += hmap.len() as u64;
+            IndexKind::Hnsw(HnswIndex {
+                graph,
+                ef: hnsw::DEFAULT_EF,
+            })
+        }
+    };
     Ok(SegmentData {
         id,
         dim,
@@ -375,14 +432,9 @@ pub fn open_segment(dir: &Path, id: SegmentId, dim: usize) -> Result<SegmentData
             len: count * dim,
         },
         ids,
-        index: IndexKind::Flat(FlatIndex),
+        index,
         disk: Some((dir.to_path_buf(), bytes)),
     })
-}
-
-/// Checks every file of the segment in `dir` without keeping it open.
-pub fn verify_segment(dir: &Path, id: SegmentId, dim: usize) -> Result<()> {
-    open_segment(dir, id, dim).map(|_| ())
 }
 
 #[cfg(test)]
@@ -414,8 +466,8 @@ mod tests {
     fn round_trip() {
         let dir = tmpdir("rt");
         let (v, ids) = sample();
-        let (path, bytes) = write_segment(&dir, SegmentId(4), 3, &v, &ids).unwrap();
-        let seg = open_segment(&path, SegmentId(4), 3).unwrap();
+        let (path, bytes) = write_segment(&dir, SegmentId(4), 3, &v, &ids, None).unwrap();
+        let seg = open_segment(&path, SegmentId(4), 3, &IndexSpec::Flat).unwrap();
         assert_eq!(seg.vectors.as_slice(), &v[..]);
         assert_eq!(seg.ids, ids);
         assert_eq!(seg.disk.as_ref().unwrap().1, bytes);
@@ -426,24 +478,30 @@ mod tests {
     fn every_flipped_byte_and_truncation_is_detected() {
         let dir = tmpdir("flip");
         let (v, ids) = sample();
-        let (path, _) = write_segment(&dir, SegmentId(1), 3, &v, &ids).unwrap();
-        for file in [VECTORS_FILE, IDS_FILE] {
+        let spec = IndexSpec::Hnsw {
+            m: 4,
+            ef_construction: 16,
+        };
+        let graph = build_index(&spec, Metric::L2, Vectors::new(&v, 3));
+        let (path, _) = write_segment(&dir, SegmentId(1), 3, &v, &ids, graph.as_deref()).unwrap();
+        assert!(open_segment(&path, SegmentId(1), 3, &spec).is_ok());
+        for file in [VECTORS_FILE, IDS_FILE, HNSW_FILE] {
             let p = path.join(file);
             let good = fs::read(&p).unwrap();
             for pos in (0..good.len()).step_by(7) {
                 let mut bad = good.clone();
                 bad[pos] ^= 0x10;
                 fs::write(&p, &bad).unwrap();
-                let err = open_segment(&path, SegmentId(1), 3).unwrap_err();
+                let err = open_segment(&path, SegmentId(1), 3, &spec).unwrap_err();
                 assert!(err.to_string().contains(file), "{file} byte {pos}: {err}");
             }
             fs::write(&p, &good[..good.len() - 3]).unwrap();
-            assert!(open_segment(&path, SegmentId(1), 3).is_err());
+            assert!(open_segment(&path, SegmentId(1), 3, &spec).is_err());
             fs::write(&p, &good).unwrap();
         }
         fs::remove_file(path.join(IDS_FILE)).unwrap();
         assert!(
-            open_segment(&path, SegmentId(1), 3)
+            open_segment(&path, SegmentId(1), 3, &spec)
                 .unwrap_err()
                 .to_string()
                 .contains(IDS_FILE)

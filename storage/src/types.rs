@@ -93,6 +93,13 @@ pub enum IndexSpec {
     /// Exact search.
     #[default]
     Flat,
+    /// An HNSW graph per segment.
+    Hnsw {
+        /// Links per node (`M`).
+        m: usize,
+        /// Beam width while building.
+        ef_construction: usize,
+    },
 }
 
 /// How a payload field is indexed.
@@ -149,6 +156,13 @@ impl CollectionConfig {
                 "dimension {} is out of range (1..={MAX_DIM})",
                 self.dim
             ));
+        }
+        if let IndexSpec::Hnsw { m, ef_construction } = self.index {
+            if !(2..=128).contains(&m) || !(1..=4096).contains(&ef_construction) {
+                return bad(format!(
+                    "hnsw m {m} must be in 2..=128 and ef_construction {ef_construction} in 1..=4096"
+                ));
+            }
         }
         if self.flush_threshold == 0 {
             return bad("flush threshold must be at least 1".into());

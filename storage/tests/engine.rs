@@ -104,6 +104,7 @@ fn flush_compact_reopen_and_drop() {
                 k: 1,
                 filter: None,
                 exact: false,
+                ef: None,
                 with_payload: false,
                 with_vector: false,
             })

@@ -104,6 +104,7 @@ fn check(
                 k: 1,
                 filter: None,
                 exact: false,
+                ef: None,
                 with_payload: false,
                 with_vector: false,
             })

@@ -179,6 +179,33 @@ pub fn vectors(seed: u64, n: usize, dim: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Clustered vectors of low intrinsic dimension, like real embeddings: 50 centres, each point
+/// a centre plus a 10-d latent offset mapped into `dim` dimensions, plus a little noise.
+pub fn embedding_like(seed: u64, n: usize, dim: usize) -> Vec<Vec<f32>> {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(7);
+    let latent = 10;
+    let centres: Vec<Vec<f32>> = (0..50)
+        .map(|_| (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect())
+        .collect();
+    let basis: Vec<f32> = (0..latent * dim)
+        .map(|_| rng.random_range(-0.5..0.5))
+        .collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let c = &centres[rng.random_range(0..centres.len())];
+            let z: Vec<f32> = (0..latent).map(|_| rng.random_range(-1.0..1.0)).collect();
+            (0..dim)
+                .map(|d| {
+                    c[d] + (0..latent).map(|j| basis[j * dim + d] * z[j]).sum::<f32>()
+                        + rng.random_range(-0.05..0.05)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Exact distances the slow way, for comparing with the server: (lower is closer).
 pub fn distance(metric: &str, a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();

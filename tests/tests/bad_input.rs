@@ -313,15 +313,32 @@ async fn bad_inputs_get_clear_status_codes_and_change_nothing() {
             Code::InvalidArgument,
         ),
         (
-            "index not built yet",
+            "hnsw m out of range",
             pb::CreateCollectionRequest {
                 name: "w".into(),
                 dim: 4,
                 metric: 1,
                 index: Some(pb::IndexSpec {
                     kind: Some(pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec {
-                        m: 16,
+                        m: 1000,
                         ef_construction: 100,
+                    })),
+                }),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            "index not built yet",
+            pb::CreateCollectionRequest {
+                name: "w".into(),
+                dim: 4,
+                metric: 1,
+                index: Some(pb::IndexSpec {
+                    kind: Some(pb::index_spec::Kind::IvfPq(pb::IvfPqIndexSpec {
+                        nlist: 16,
+                        m: 8,
+                        nbits: 8,
                     })),
                 }),
                 ..Default::default()

@@ -84,6 +84,11 @@ impl HnswGraph {
         }
     }
 
+    /// Links per node on level 0.
+    pub fn m0(&self) -> usize {
+        2 * self.m
+    }
+
     /// Number of nodes.
     pub fn len(&self) -> usize {
         self.levels.len()

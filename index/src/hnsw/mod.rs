@@ -207,6 +207,39 @@ mod tests {
     }
 
     #[test]
+    fn a_smaller_beam_trades_recall() {
+        let (n, dim) = (20_000, 64);
+        let data = clustered(n, dim, 1);
+        let queries = clustered(200, dim, 2);
+        let g = build(
+            Vectors::new(&data, dim),
+            Metric::L2,
+            HnswParams {
+                m: 8,
+                ..HnswParams::default()
+            },
+            2,
+        );
+        let r: Vec<f64> = [10, 40, 160]
+            .iter()
+            .map(|&ef| {
+                recall(
+                    &data,
+                    dim,
+                    &g,
+                    Metric::L2,
+                    ef,
+                    &PointFilter::default(),
+                    &queries,
+                )
+            })
+            .collect();
+        eprintln!("recall@10 at ef 10, 40, 160 with m 8: {r:?}");
+        assert!(r[0] <= r[1] && r[1] <= r[2], "{r:?}");
+        assert!(r[0] < 1.0, "the graph path is approximate: {r:?}");
+    }
+
+    #[test]
     fn tiny_and_empty_graphs() {
         let g = build(Vectors::new(&[], 4), Metric::L2, HnswParams::default(), 2);
         assert!(

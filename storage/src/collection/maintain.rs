@@ -149,14 +149,20 @@ impl Collection {
                 None => return Ok(false),
             }
         };
+        let (spec, metric) = {
+            let c = self.config.read();
+            (c.index, c.metric)
+        };
+        let graph = segment::build_index(&spec, metric, data.vectors());
         let (dir, _) = segment::write_segment(
             &self.segments_dir(),
             id,
             data.dim,
             data.vectors.as_slice(),
             &data.ids,
+            graph.as_deref(),
         )?;
-        let opened = segment::open_segment(&dir, id, data.dim)?;
+        let opened = segment::open_segment(&dir, id, data.dim, &spec)?;
         let mut s = self.state.write();
         if self.is_dropped() {
             return Ok(false);
@@ -252,10 +258,22 @@ impl Collection {
         let merged = if ids.is_empty() {
             None
         } else {
-            let (dir, _) =
-                segment::write_segment(&self.segments_dir(), new_id, dim, &vectors, &ids)?;
+            let (spec, metric) = {
+                let c = self.config.read();
+                (c.index, c.metric)
+            };
+            let graph =
+                segment::build_index(&spec, metric, quiver_index::Vectors::new(&vectors, dim));
+            let (dir, _) = segment::write_segment(
+                &self.segments_dir(),
+                new_id,
+                dim,
+                &vectors,
+                &ids,
+                graph.as_deref(),
+            )?;
             drop(vectors);
-            let data = segment::open_segment(&dir, new_id, dim)?;
+            let data = segment::open_segment(&dir, new_id, dim, &spec)?;
             let fields = self.config.read().field_indexes.clone();
             let mut pidx = PayloadIndex::new(&fields);
             if !fields.is_empty() {
@@ -434,7 +452,7 @@ impl Collection {
             s.next_segment_id = manifest.next_segment_id;
             for seg in &manifest.segments {
                 let path = seg_dir.join(seg.0.to_string());
-                let data = segment::open_segment(&path, *seg, dim)?;
+                let data = segment::open_segment(&path, *seg, dim, &manifest.config.index)?;
                 let raw =
                     c.db.rocks()
                         .get(codec::deleted_key(id, *seg))?

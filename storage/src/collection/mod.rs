@@ -90,6 +90,8 @@ pub struct CollectionStats {
     pub indexed_fraction: f64,
     /// Live points not yet in segment files.
     pub unflushed_points: u64,
+    /// Memory held by the segments' indexes, bytes.
+    pub index_memory_bytes: u64,
 }
 
 /// One collection. Shared between request handlers, the writer and maintenance threads.
@@ -302,6 +304,11 @@ impl Collection {
                 in_sealed as f64 / points as f64
             },
             unflushed_points: points - in_sealed,
+            index_memory_bytes: s
+                .slots
+                .values()
+                .map(|sl| sl.data.index.memory_bytes() as u64)
+                .sum(),
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::error::{Result, StorageError};
 use crate::filter::Filter;
 use crate::payload_index::PayloadIndex;
 use crate::types::{PointId, SegmentId};
-use quiver_index::{IndexKind, Metric, PointFilter, TopK, Vectors};
+use quiver_index::{IndexKind, Metric, PointFilter, SearchParams, TopK, Vectors};
 use roaring::RoaringBitmap;
 use serde_json::Value;
 
@@ -20,6 +20,8 @@ pub struct SearchRequest<'a> {
     pub filter: Option<&'a Filter>,
     /// Brute force whatever the index.
     pub exact: bool,
+    /// HNSW beam width; `None` takes the default.
+    pub ef: Option<usize>,
     /// Return payloads.
     pub with_payload: bool,
     /// Return vectors.
@@ -177,7 +179,13 @@ impl Collection {
                 deleted: Some(view.deleted),
             };
             let hits = match view.index {
-                Some(index) => index.search(view.vectors, metric, r.vector, r.k, &pf, r.exact),
+                Some(index) => {
+                    let params = SearchParams {
+                        exact: r.exact,
+                        ef: r.ef,
+                    };
+                    index.search(view.vectors, metric, r.vector, r.k, &pf, params)
+                }
                 None => quiver_index::flat::exact_search(view.vectors, metric, r.vector, r.k, &pf),
             };
             for h in hits {
