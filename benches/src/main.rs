@@ -4,8 +4,13 @@
 //! |------------|---------------------------------------------------------------------------|
 //! | `flat`     | in-process flat search, one thread, beside this machine's memory bandwidth |
 //! | `ingest`   | durable upsert throughput over gRPC against a running server               |
+//! | `dataset`  | seeded clustered `.fvecs` sets and exact ground truth (`.ivecs`)            |
+//! | `hnsw`     | in-process HNSW build time, then QPS and recall@10 over an ef sweep         |
 //!
 //! Every loop is bounded by a count; nothing but loopback is contacted.
+
+mod dataset;
+mod hnsw;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -29,6 +34,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Write a seeded clustered base set, a query set and their exact top-100 (l2).
+    Dataset {
+        /// Output prefix: PREFIX.base.fvecs, PREFIX.query.fvecs, PREFIX.gt.ivecs.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        n: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// HNSW in-process: build on every core, then search on one thread for each ef.
+    Hnsw {
+        #[arg(long)]
+        base: std::path::PathBuf,
+        #[arg(long)]
+        queries: std::path::PathBuf,
+        #[arg(long)]
+        gt: std::path::PathBuf,
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        #[arg(long, default_value_t = 100)]
+        ef_construction: usize,
+        /// Comma-separated search beams.
+        #[arg(long, value_delimiter = ',', default_value = "10,16,24,32,48,64,96,128,256")]
+        ef: Vec<usize>,
+    },
     /// Flat search on one thread, against memcpy and a plain read pass over the same bytes.
     Flat {
         #[arg(long, default_value_t = 100_000)]
@@ -216,6 +251,19 @@ async fn ingest(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::Dataset { out, n, dim, queries, seed } => {
+            let t = Instant::now();
+            let base = dataset::clustered(n, dim, seed);
+            let qs = dataset::clustered(queries, dim, seed.wrapping_add(1_000_003));
+            let with = |ext: &str| std::path::PathBuf::from(format!("{}.{ext}", out.display()));
+            quiver_client::vecfile::write_fvecs(&with("base.fvecs"), &base, dim)?;
+            quiver_client::vecfile::write_fvecs(&with("query.fvecs"), &qs, dim)?;
+            let gt = dataset::ground_truth(&base, &qs, dim, 100, Metric::L2);
+            dataset::write_ivecs(&with("gt.ivecs"), &gt)?;
+            println!("{}", json!({"dataset": out, "n": n, "dim": dim, "queries": queries, "seed": seed, "seconds": t.elapsed().as_secs_f64()}));
+            Ok(())
+        }
+        Cmd::Hnsw { base, queries, gt, m, ef_construction, ef } => hnsw::run(&base, &queries, &gt, m, ef_construction, &ef),
         Cmd::Flat {
             n,
             dim,
