@@ -16,8 +16,12 @@ use std::path::Path;
 pub fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     const LATENT: usize = 16;
     let mut rng = StdRng::seed_from_u64(0xC1u64);
-    let centres: Vec<f32> = (0..100 * dim).map(|_| rng.random_range(-2.0..2.0)).collect();
-    let basis: Vec<f32> = (0..LATENT * dim).map(|_| rng.random_range(-0.5..0.5)).collect();
+    let centres: Vec<f32> = (0..100 * dim)
+        .map(|_| rng.random_range(-2.0..2.0))
+        .collect();
+    let basis: Vec<f32> = (0..LATENT * dim)
+        .map(|_| rng.random_range(-0.5..0.5))
+        .collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(n * dim);
     let mut z = [0f32; LATENT];
@@ -33,7 +37,13 @@ pub fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Exact top-`k` ids of each query by `metric`, on every core.
-pub fn ground_truth(base: &[f32], queries: &[f32], dim: usize, k: usize, metric: Metric) -> Vec<Vec<u32>> {
+pub fn ground_truth(
+    base: &[f32],
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    metric: Metric,
+) -> Vec<Vec<u32>> {
     let v = Vectors::new(base, dim);
     let qs: Vec<&[f32]> = queries.chunks_exact(dim).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -74,10 +84,14 @@ pub fn read_ivecs(path: &Path) -> std::io::Result<Vec<Vec<u32>>> {
     while pos + 4 <= raw.len() {
         let n = i32::from_le_bytes(raw[pos..pos + 4].try_into().expect("4 bytes")) as usize;
         pos += 4;
-        let row = raw
-            .get(pos..pos + 4 * n)
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "truncated .ivecs"))?;
-        out.push(row.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as u32).collect());
+        let row = raw.get(pos..pos + 4 * n).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "truncated .ivecs")
+        })?;
+        out.push(
+            row.chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as u32)
+                .collect(),
+        );
         pos += 4 * n;
     }
     Ok(out)
@@ -110,7 +124,14 @@ mod tests {
         let gt = ground_truth(&base, &q, 8, 5, Metric::L2);
         for (qi, row) in gt.iter().enumerate() {
             let qv = &q[qi * 8..qi * 8 + 8];
-            let mut all: Vec<(f32, u32)> = (0..500u32).map(|i| (Metric::L2.distance_scalar(qv, &base[i as usize * 8..i as usize * 8 + 8]), i)).collect();
+            let mut all: Vec<(f32, u32)> = (0..500u32)
+                .map(|i| {
+                    (
+                        Metric::L2.distance_scalar(qv, &base[i as usize * 8..i as usize * 8 + 8]),
+                        i,
+                    )
+                })
+                .collect();
             all.sort_by(|a, b| a.0.total_cmp(&b.0));
             assert_eq!(row, &all[..5].iter().map(|x| x.1).collect::<Vec<_>>());
         }

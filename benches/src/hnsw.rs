@@ -10,7 +10,14 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Runs the benchmark and prints one JSON line per ef.
-pub fn run(base: &Path, queries: &Path, gt: &Path, m: usize, ef_construction: usize, efs: &[usize]) -> anyhow::Result<()> {
+pub fn run(
+    base: &Path,
+    queries: &Path,
+    gt: &Path,
+    m: usize,
+    ef_construction: usize,
+    efs: &[usize],
+) -> anyhow::Result<()> {
     let (data, dim) = read_all(base)?;
     let (qs, qdim) = read_all(queries)?;
     anyhow::ensure!(dim == qdim, "base is {dim}-d, queries {qdim}-d");
@@ -18,7 +25,16 @@ pub fn run(base: &Path, queries: &Path, gt: &Path, m: usize, ef_construction: us
     let v = Vectors::new(&data, dim);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let t = Instant::now();
-    let g = build(v, Metric::L2, HnswParams { m, ef_construction, ..HnswParams::default() }, threads);
+    let g = build(
+        v,
+        Metric::L2,
+        HnswParams {
+            m,
+            ef_construction,
+            ..HnswParams::default()
+        },
+        threads,
+    );
     let build_s = t.elapsed().as_secs_f64();
     let mem = g.memory_bytes() + data.len() * 4;
     for &ef in efs {

@@ -61,7 +61,11 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         ef_construction: usize,
         /// Comma-separated search beams.
-        #[arg(long, value_delimiter = ',', default_value = "10,16,24,32,48,64,96,128,256")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10,16,24,32,48,64,96,128,256"
+        )]
         ef: Vec<usize>,
     },
     /// Flat search on one thread, against memcpy and a plain read pass over the same bytes.
@@ -251,7 +255,13 @@ async fn ingest(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Dataset { out, n, dim, queries, seed } => {
+        Cmd::Dataset {
+            out,
+            n,
+            dim,
+            queries,
+            seed,
+        } => {
             let t = Instant::now();
             let base = dataset::clustered(n, dim, seed);
             let qs = dataset::clustered(queries, dim, seed.wrapping_add(1_000_003));
@@ -260,10 +270,20 @@ async fn main() -> anyhow::Result<()> {
             quiver_client::vecfile::write_fvecs(&with("query.fvecs"), &qs, dim)?;
             let gt = dataset::ground_truth(&base, &qs, dim, 100, Metric::L2);
             dataset::write_ivecs(&with("gt.ivecs"), &gt)?;
-            println!("{}", json!({"dataset": out, "n": n, "dim": dim, "queries": queries, "seed": seed, "seconds": t.elapsed().as_secs_f64()}));
+            println!(
+                "{}",
+                json!({"dataset": out, "n": n, "dim": dim, "queries": queries, "seed": seed, "seconds": t.elapsed().as_secs_f64()})
+            );
             Ok(())
         }
-        Cmd::Hnsw { base, queries, gt, m, ef_construction, ef } => hnsw::run(&base, &queries, &gt, m, ef_construction, &ef),
+        Cmd::Hnsw {
+            base,
+            queries,
+            gt,
+            m,
+            ef_construction,
+            ef,
+        } => hnsw::run(&base, &queries, &gt, m, ef_construction, &ef),
         Cmd::Flat {
             n,
             dim,

@@ -9,7 +9,6 @@ use super::{HnswParams, OrdF32};
 use crate::Vectors;
 use crate::distance::Metric;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
@@ -51,7 +50,7 @@ impl Builder<'_> {
     #[inline]
     fn dist(&self, a: u32, b: u32) -> f32 {
         self.metric
-            .distance(self.vectors.get(a), self.vectors.get(b))
+            .distance_inline(self.vectors.get(a), self.vectors.get(b))
     }
 
     fn cap(&self, level: usize) -> usize {
@@ -71,18 +70,17 @@ impl Builder<'_> {
         level: usize,
         buf: &mut Vec<u32>,
     ) -> Vec<(f32, u32)> {
-        let mut visited = self.pool.take(self.nodes.len());
+        let mut scratch = self.pool.take(self.nodes.len());
+        let super::visited::Scratch {
+            visited,
+            candidates,
+            results,
+        } = &mut scratch;
         visited.insert(entry.1);
-        let mut candidates = BinaryHeap::new();
-        let mut results = BinaryHeap::new();
         candidates.push(Reverse((OrdF32(entry.0), entry.1)));
         results.push((OrdF32(entry.0), entry.1));
         while let Some(Reverse((OrdF32(d), c))) = candidates.pop() {
-            if results.len() >= ef
-                && d > results
-                    .peek()
-                    .map_or(f32::INFINITY, |r: &(OrdF32, u32)| r.0.0)
-            {
+            if results.len() >= ef && d > results.peek().map_or(f32::INFINITY, |r| r.0.0) {
                 break;
             }
             buf.clear();
@@ -103,8 +101,8 @@ impl Builder<'_> {
                 }
             }
         }
-        self.pool.give_back(visited);
-        let mut out: Vec<(f32, u32)> = results.into_iter().map(|(d, i)| (d.0, i)).collect();
+        let mut out: Vec<(f32, u32)> = results.drain().map(|(d, i)| (d.0, i)).collect();
+        self.pool.give_back(scratch);
         out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         out
     }

@@ -20,6 +20,23 @@ use std::collections::BinaryHeap;
 
 const MAGIC: &[u8; 8] = b"HNSWGRF1";
 
+/// Asks the CPU to start loading a vector into cache.
+#[inline(always)]
+fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and has no effect on memory, and the
+    // pointer comes from a live slice.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch(v.as_ptr() as *const i8, _MM_HINT_T0);
+        if v.len() > 16 {
+            _mm_prefetch(v.as_ptr().add(16) as *const i8, _MM_HINT_T0);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
 /// A graph that no longer changes.
 #[derive(Debug)]
 pub struct HnswGraph {
@@ -133,7 +150,7 @@ impl HnswGraph {
         if self.is_empty() || k == 0 {
             return Vec::new();
         }
-        let dist = |i: u32| metric.distance(query, vectors.get(i));
+        let dist = |i: u32| metric.distance_inline(query, vectors.get(i));
         let mut ep = self.entry;
         let mut ep_d = dist(ep);
         for lev in (1..=self.top as usize).rev() {
@@ -151,10 +168,13 @@ impl HnswGraph {
             }
         }
         let ef = ef.max(k);
-        let mut visited = self.pool.take(self.len());
+        let mut scratch = self.pool.take(self.len());
+        let super::visited::Scratch {
+            visited,
+            candidates,
+            results,
+        } = &mut scratch;
         visited.insert(ep);
-        let mut candidates: BinaryHeap<Reverse<(OrdF32, u32)>> = BinaryHeap::with_capacity(ef * 2);
-        let mut results: BinaryHeap<(OrdF32, u32)> = BinaryHeap::with_capacity(ef + 1);
         candidates.push(Reverse((OrdF32(ep_d), ep)));
         if filter.admits(ep) {
             results.push((OrdF32(ep_d), ep));
@@ -168,15 +188,23 @@ impl HnswGraph {
             }
         };
         while let Some(Reverse((OrdF32(d), c))) = candidates.pop() {
-            if d > bound(&results) {
+            if d > bound(results) {
                 break;
             }
-            for &nb in self.neighbours(c, 0) {
+            let nbs = self.neighbours(c, 0);
+            if let Some(&first) = nbs.first() {
+                prefetch(vectors.get(first));
+            }
+            for (i, &nb) in nbs.iter().enumerate() {
+                // Fetch the next neighbour's vector while this one is scored.
+                if let Some(&next) = nbs.get(i + 1) {
+                    prefetch(vectors.get(next));
+                }
                 if !visited.insert(nb) {
                     continue;
                 }
                 let dn = dist(nb);
-                if dn < bound(&results) {
+                if dn < bound(results) {
                     candidates.push(Reverse((OrdF32(dn), nb)));
                     if filter.admits(nb) {
                         results.push((OrdF32(dn), nb));
@@ -187,11 +215,11 @@ impl HnswGraph {
                 }
             }
         }
-        self.pool.give_back(visited);
         let mut out: Vec<Neighbor> = results
-            .into_iter()
+            .drain()
             .map(|(d, key)| Neighbor { distance: d.0, key })
             .collect();
+        self.pool.give_back(scratch);
         out.sort();
         out.truncate(k);
         out

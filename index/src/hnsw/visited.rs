@@ -1,7 +1,10 @@
-//! Visited sets for graph search: one `u16` mark per node and a generation counter, so a search
-//! starts with one increment instead of clearing the array (cleared only when the counter
-//! wraps). Pooled, so searches allocate nothing once warm.
+//! Search scratch: a visited set (one `u16` mark per node and a generation counter, so a search
+//! starts with one increment instead of clearing the array, cleared only when the counter
+//! wraps) and the two heaps of a beam search. Pooled, so searches allocate nothing once warm.
 
+use super::OrdF32;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Mutex;
 
 /// Marks of one search.
@@ -44,30 +47,47 @@ impl Visited {
     }
 }
 
-/// A pool of visited sets shared by the searches of one graph.
+/// Everything one beam search writes to.
+#[derive(Debug)]
+pub struct Scratch {
+    /// Nodes seen.
+    pub visited: Visited,
+    /// Nodes to expand, closest first.
+    pub candidates: BinaryHeap<Reverse<(OrdF32, u32)>>,
+    /// The best nodes so far, worst on top.
+    pub results: BinaryHeap<(OrdF32, u32)>,
+}
+
+/// A pool of scratch spaces shared by the searches of one graph.
 #[derive(Debug, Default)]
 pub struct VisitedPool {
-    free: Mutex<Vec<Visited>>,
+    free: Mutex<Vec<Scratch>>,
 }
 
 impl VisitedPool {
-    /// A set for a search over `n` nodes, taken from the pool when one is free.
-    pub fn take(&self, n: usize) -> Visited {
-        let mut v = self
+    /// Scratch for a search over `n` nodes, taken from the pool when one is free, emptied.
+    pub fn take(&self, n: usize) -> Scratch {
+        let mut s = self
             .free
             .lock()
             .expect("pool lock")
             .pop()
-            .unwrap_or_else(|| Visited::new(n));
-        v.reset(n);
-        v
+            .unwrap_or_else(|| Scratch {
+                visited: Visited::new(n),
+                candidates: BinaryHeap::new(),
+                results: BinaryHeap::new(),
+            });
+        s.visited.reset(n);
+        s.candidates.clear();
+        s.results.clear();
+        s
     }
 
-    /// Returns a set to the pool.
-    pub fn give_back(&self, v: Visited) {
+    /// Returns scratch to the pool.
+    pub fn give_back(&self, s: Scratch) {
         let mut free = self.free.lock().expect("pool lock");
         if free.len() < 64 {
-            free.push(v);
+            free.push(s);
         }
     }
 }
@@ -79,15 +99,16 @@ mod tests {
     #[test]
     fn generations_isolate_searches_even_across_wraparound() {
         let pool = VisitedPool::default();
-        let mut v = pool.take(10);
+        let mut s = pool.take(10);
+        let v = &mut s.visited;
         assert!(v.insert(3));
         assert!(!v.insert(3));
         for _ in 0..70_000 {
             v.reset(10);
             assert!(v.insert(3), "a new generation forgets earlier marks");
         }
-        pool.give_back(v);
+        pool.give_back(s);
         let mut w = pool.take(20);
-        assert!(w.insert(19));
+        assert!(w.visited.insert(19));
     }
 }
