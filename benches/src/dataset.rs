@@ -1,39 +1,15 @@
 //! Datasets for benchmarks: seeded clustered vectors of low intrinsic dimension (like real
-//! embeddings), written as `.fvecs`, and exact ground truth (top-100 ids per query by l2,
-//! computed on every core) written as `.ivecs`.
-//!
-//! Generator: 100 centres drawn from U(-2, 2)^dim; each point is a centre, plus a 16-d latent
-//! offset z ~ U(-1, 1)^16 mapped by a fixed random matrix B (dim × 16, entries U(-0.5, 0.5)),
-//! plus noise U(-0.05, 0.05) per coordinate.
+//! embeddings; generator in `quiver_index::synthetic`), written as `.fvecs`, and exact ground
+//! truth (top-100 ids per query by l2, computed on every core) written as `.ivecs`.
 
 use quiver_index::{Metric, PointFilter, Vectors};
-use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::io::Write;
 use std::path::Path;
 
-/// `n` clustered vectors of dimension `dim` from `seed` (row-major). The centres and basis come
-/// from a fixed seed, so base and query sets made with different seeds share their clusters.
+/// `n` clustered vectors of dimension `dim` from `seed` (100 centres, 16-d latent offsets; see
+/// `quiver_index::synthetic`).
 pub fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-    const LATENT: usize = 16;
-    let mut rng = StdRng::seed_from_u64(0xC1u64);
-    let centres: Vec<f32> = (0..100 * dim)
-        .map(|_| rng.random_range(-2.0..2.0))
-        .collect();
-    let basis: Vec<f32> = (0..LATENT * dim)
-        .map(|_| rng.random_range(-0.5..0.5))
-        .collect();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(n * dim);
-    let mut z = [0f32; LATENT];
-    for _ in 0..n {
-        let c = rng.random_range(0..100) * dim;
-        z.iter_mut().for_each(|x| *x = rng.random_range(-1.0..1.0));
-        for d in 0..dim {
-            let off: f32 = (0..LATENT).map(|j| basis[j * dim + d] * z[j]).sum();
-            out.push(centres[c + d] + off + rng.random_range(-0.05..0.05));
-        }
-    }
-    out
+    quiver_index::synthetic::clustered(n, dim, 100, 16, seed)
 }
 
 /// Exact top-`k` ids of each query by `metric`, on every core.

@@ -16,6 +16,7 @@
 //! | `topk.rs`     | the bounded heap that keeps the k closest                        |
 //! | `flat.rs`     | exact search, also the fallback of every other index             |
 //! | `hnsw/`       | HNSW: parallel build, frozen graph, filtered search              |
+//! | `synthetic.rs`| seeded clustered vectors for tests and benchmarks                |
 //!
 //! HNSW and IVF-PQ plug in as further variants of [`IndexKind`].
 
@@ -25,6 +26,7 @@
 pub mod distance;
 pub mod flat;
 pub mod hnsw;
+pub mod synthetic;
 pub mod topk;
 
 pub use distance::Metric;

@@ -290,20 +290,23 @@ impl Storage {
         Ok(())
     }
 
-    fn submit(&self, collection: Arc<Collection>, kind: WriteKind) -> Result<WriteOutcome> {
-        let (tx, rx) = bounded(1);
+    /// Hands a request to the writer thread.
+    fn send(&self, request: WriteRequest) -> Result<()> {
         let writer = self
             .writer
             .lock()
             .clone()
             .ok_or(StorageError::ShuttingDown)?;
-        writer
-            .send(WriteRequest {
-                collection,
-                kind,
-                reply: tx,
-            })
-            .map_err(|_| StorageError::ShuttingDown)?;
+        writer.send(request).map_err(|_| StorageError::ShuttingDown)
+    }
+
+    fn submit(&self, collection: Arc<Collection>, kind: WriteKind) -> Result<WriteOutcome> {
+        let (reply, rx) = bounded(1);
+        self.send(WriteRequest {
+            collection,
+            kind,
+            reply,
+        })?;
         rx.recv().map_err(|_| StorageError::ShuttingDown)?
     }
 
@@ -317,21 +320,15 @@ impl Storage {
         let (paused_tx, paused_rx) = bounded(1);
         let (resume_tx, resume_rx) = bounded(1);
         let (reply, _unused) = bounded(1);
-        let writer = self
-            .writer
-            .lock()
-            .clone()
-            .ok_or(StorageError::ShuttingDown)?;
-        writer
-            .send(WriteRequest {
-                collection: collection.clone(),
-                kind: WriteKind::Barrier {
-                    paused: paused_tx,
-                    resume: resume_rx,
-                },
-                reply,
-            })
-            .map_err(|_| StorageError::ShuttingDown)?;
+        let kind = WriteKind::Barrier {
+            paused: paused_tx,
+            resume: resume_rx,
+        };
+        self.send(WriteRequest {
+            collection: collection.clone(),
+            kind,
+            reply,
+        })?;
         paused_rx.recv().map_err(|_| StorageError::ShuttingDown)?;
         let out = f();
         let _ = resume_tx.send(());

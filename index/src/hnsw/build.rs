@@ -110,6 +110,10 @@ impl Builder<'_> {
     /// The neighbour-selection heuristic (Algorithm 4 of the paper): take candidates closest
     /// first, keeping one only if it is closer to the base than to every one kept so far.
     fn select(&self, candidates: &[(f32, u32)], m: usize) -> Vec<u32> {
+        if candidates.len() <= m {
+            // Room for all of them: pruning would only throw links away.
+            return candidates.iter().map(|c| c.1).collect();
+        }
         let mut kept: Vec<u32> = Vec::with_capacity(m);
         for &(d, c) in candidates {
             if kept.len() >= m {
@@ -146,13 +150,27 @@ impl Builder<'_> {
             }
             lev -= 1;
         }
+        // First every level's neighbours, then the node's own lists, and only then the links
+        // that make it reachable: a node other threads can reach always has all its lists, and
+        // no back-link another thread adds to it can be overwritten.
+        let mut plan: Vec<(usize, Vec<u32>)> = Vec::with_capacity(level as usize + 1);
         for lev in (0..=(level as usize).min(top as usize)).rev() {
             let found = self.search_layer(q, (ep_d, ep), self.params.ef_construction, lev, buf);
-            let cap = self.cap(lev);
-            let chosen = self.select(&found, self.params.m.min(cap));
-            *self.nodes[q as usize].links[lev].lock().expect("link lock") = chosen.clone();
-            for &nb in &chosen {
-                let mut l = self.nodes[nb as usize].links[lev]
+            plan.push((lev, self.select(&found, self.params.m.min(self.cap(lev)))));
+            if let Some(&(d, c)) = found.first() {
+                ep = c;
+                ep_d = d;
+            }
+        }
+        for (lev, chosen) in &plan {
+            *self.nodes[q as usize].links[*lev]
+                .lock()
+                .expect("link lock") = chosen.clone();
+        }
+        for (lev, chosen) in &plan {
+            let cap = self.cap(*lev);
+            for &nb in chosen {
+                let mut l = self.nodes[nb as usize].links[*lev]
                     .lock()
                     .expect("link lock");
                 if l.contains(&q) {
@@ -165,10 +183,6 @@ impl Builder<'_> {
                     scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                     *l = self.select(&scored, cap);
                 }
-            }
-            if let Some(&(d, c)) = found.first() {
-                ep = c;
-                ep_d = d;
             }
         }
         if level > top {

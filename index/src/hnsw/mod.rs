@@ -94,31 +94,10 @@ impl VectorIndexRead for HnswIndex {
 mod tests {
     use super::*;
     use crate::flat::exact_search;
-    use rand::{Rng, SeedableRng, rngs::StdRng};
     use roaring::RoaringBitmap;
 
-    /// Clustered data of low intrinsic dimension, like real embeddings: 50 centres, each point
-    /// a centre plus a 10-d latent offset mapped into `dim` dimensions, plus a little noise.
     fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-        let mut rng = StdRng::seed_from_u64(7);
-        let latent = 10;
-        let centres: Vec<Vec<f32>> = (0..50)
-            .map(|_| (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect())
-            .collect();
-        let basis: Vec<f32> = (0..latent * dim)
-            .map(|_| rng.random_range(-0.5..0.5))
-            .collect();
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut out = Vec::with_capacity(n * dim);
-        for _ in 0..n {
-            let c = &centres[rng.random_range(0..centres.len())];
-            let z: Vec<f32> = (0..latent).map(|_| rng.random_range(-1.0..1.0)).collect();
-            for d in 0..dim {
-                let off: f32 = (0..latent).map(|j| basis[j * dim + d] * z[j]).sum();
-                out.push(c[d] + off + rng.random_range(-0.05..0.05));
-            }
-        }
-        out
+        crate::synthetic::clustered(n, dim, 50, 10, seed)
     }
 
     fn recall(
