@@ -125,6 +125,9 @@ pub struct Overrides {
     /// Largest k.
     #[arg(long, global = true, env = "QUIVER_MAX_K")]
     pub max_k: Option<usize>,
+    /// Longest a request may run, seconds (a client's shorter deadline wins).
+    #[arg(long, global = true, env = "QUIVER_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
     /// Admin API key (prefer the environment variable: flags show in process lists).
     #[arg(long, global = true, env = "QUIVER_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -196,6 +199,7 @@ impl Config {
             f.limits.max_batch => o.max_batch,
             f.limits.max_payload_bytes => o.max_payload_bytes,
             f.limits.max_k => o.max_k,
+            f.limits.request_timeout_secs => o.request_timeout_secs,
         }
         if o.api_key.is_some() {
             f.api_key = o.api_key.clone();

@@ -2,7 +2,8 @@
 //! `request_timeout`. A request that runs past it gets DEADLINE_EXCEEDED. tonic's transport
 //! also honours the header, outside our layers, and answers CANCELLED ("Timeout expired"),
 //! which tells a client the wrong thing; so ours fires a little earlier (5%, at least 2 ms) and
-//! wins. Work already handed to the storage engine finishes in the background; a write that
+//! wins on the server. (A tonic client enforces the deadline it sends by itself too, and may
+//! report CANCELLED before the server's answer arrives.) Work already handed to the storage engine finishes in the background; a write that
 //! finishes that way is still durable.
 
 use std::future::Future;

@@ -174,6 +174,17 @@ impl Collections for Service {
     }
 }
 
+/// Sets its flag when dropped: work on the blocking pool checks it and stops once the request
+/// it serves is gone.
+#[derive(Default)]
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// An owned search, movable to the blocking pool.
 struct OwnedSearch {
     vector: Vec<f32>,
@@ -349,11 +360,15 @@ impl Points for Service {
                     .into_iter()
                     .map(OwnedSearch::from_pb)
                     .collect::<Result<Vec<_>, _>>()?;
+                // Dropped when the request is (deadline, client gone): the batch then stops.
+                let cancel = CancelOnDrop::default();
+                let flag = cancel.0.clone();
                 let results = blocking(move || {
                     let borrowed: Vec<_> = searches.iter().map(OwnedSearch::borrow).collect();
-                    c.search_batch(&borrowed)
+                    c.search_batch_until(&borrowed, &flag)
                 })
                 .await?;
+                drop(cancel);
                 Ok(Response::new(pb::SearchBatchResponse {
                     results: results
                         .into_iter()

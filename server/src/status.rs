@@ -25,6 +25,7 @@ pub fn to_status(e: StorageError) -> Status {
         E::Unimplemented { .. } => Code::Unimplemented,
         E::Codec { .. } | E::Io { .. } => Code::Internal,
         E::Rocks(_) | E::ShuttingDown => Code::Unavailable,
+        E::Cancelled => Code::DeadlineExceeded,
     };
     if matches!(code, Code::Internal | Code::Unavailable | Code::DataLoss) {
         tracing::error!(error = %e, "request failed");

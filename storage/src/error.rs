@@ -145,6 +145,9 @@ pub enum StorageError {
     /// RocksDB refused a read or a write (disk full, fsync failure, ...).
     #[error("RocksDB: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// The caller gave up (its deadline passed) before the work was done.
+    #[error("cancelled: the request's deadline passed")]
+    Cancelled,
     /// The storage engine is shutting down and takes no more work.
     #[error("storage is shutting down")]
     ShuttingDown,

@@ -87,7 +87,13 @@ impl Builder<'_> {
             if let Some(l) = self.nodes[c as usize].links.get(level) {
                 buf.extend_from_slice(&l.lock().expect("link lock"));
             }
-            for &nb in buf.iter() {
+            if let Some(&first) = buf.first() {
+                super::graph::prefetch(self.vectors.get(first));
+            }
+            for (i, &nb) in buf.iter().enumerate() {
+                if let Some(&next) = buf.get(i + 1) {
+                    super::graph::prefetch(self.vectors.get(next));
+                }
                 if !visited.insert(nb) {
                     continue;
                 }
@@ -209,7 +215,16 @@ pub fn build(
     let nodes = lv
         .iter()
         .map(|&l| BuildNode {
-            links: (0..=l).map(|_| Mutex::new(Vec::new())).collect(),
+            // Room for the list at its cap plus the one link that triggers a shrink.
+            links: (0..=l)
+                .map(|lev| {
+                    Mutex::new(Vec::with_capacity(if lev == 0 {
+                        2 * params.m + 1
+                    } else {
+                        params.m + 1
+                    }))
+                })
+                .collect(),
         })
         .collect();
     let b = Builder {

@@ -22,7 +22,7 @@ const MAGIC: &[u8; 8] = b"HNSWGRF1";
 
 /// Asks the CPU to start loading a vector into cache.
 #[inline(always)]
-fn prefetch(v: &[f32]) {
+pub(super) fn prefetch(v: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint: it never faults and has no effect on memory, and the
     // pointer comes from a live slice.

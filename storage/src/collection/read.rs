@@ -8,6 +8,7 @@ use crate::types::{PointId, SegmentId};
 use quiver_index::{IndexKind, Metric, PointFilter, SearchParams, TopK, Vectors};
 use roaring::RoaringBitmap;
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One search.
 #[derive(Debug, Clone)]
@@ -128,6 +129,17 @@ impl Collection {
 
     /// Runs several searches under one read lock; each result list is closest first.
     pub fn search_batch(&self, requests: &[SearchRequest<'_>]) -> Result<Vec<Vec<Record>>> {
+        self.search_batch_until(requests, &AtomicBool::new(false))
+    }
+
+    /// [`Collection::search_batch`] that stops with [`StorageError::Cancelled`] once `cancel`
+    /// is set (the caller's deadline passed). The read lock is taken per query, so a long batch
+    /// never holds writers, or readers queued behind them, for its whole run.
+    pub fn search_batch_until(
+        &self,
+        requests: &[SearchRequest<'_>],
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Vec<Record>>> {
         let metric = self.config.read().metric;
         for (i, r) in requests.iter().enumerate() {
             self.check_vector(i, r.vector)?;
@@ -137,12 +149,13 @@ impl Collection {
             }
         }
         let mut found = Vec::with_capacity(requests.len());
-        {
+        for r in requests {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(StorageError::Cancelled);
+            }
             let s = self.state.read();
             let views = s.views();
-            for r in requests {
-                found.push(self.search_locked(&s, &views, metric, r)?);
-            }
+            found.push(self.search_locked(&s, &views, metric, r)?);
         }
         found
             .into_iter()
