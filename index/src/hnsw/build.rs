@@ -9,19 +9,119 @@ use super::{HnswParams, OrdF32};
 use crate::Vectors;
 use crate::distance::Metric;
 use std::cmp::Reverse;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
-/// A node's neighbour lists while the graph is built: one per level it lives on.
-struct BuildNode {
-    links: Vec<Mutex<Vec<u32>>>,
+/// Neighbour lists while the graph is built. Level 0, read on every step of every search, is
+/// one flat table of rows `[count | LOCK bit, ids...]` (stride `2m + 1`), each row locked by a
+/// bit of its own count word: one cache line or two per read, no pointer to chase. The few
+/// upper-level lists sit behind ordinary locks.
+struct Links {
+    stride: usize,
+    level0: Vec<AtomicU32>,
+    /// Per node, its lists on levels 1..=level (empty for most nodes).
+    upper: Vec<Vec<Mutex<Vec<u32>>>>,
+}
+
+const LOCK: u32 = 1 << 31;
+
+impl Links {
+    fn new(levels: &[u8], m: usize) -> Links {
+        let stride = 2 * m + 1;
+        Links {
+            stride,
+            level0: (0..levels.len() * stride)
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+            upper: levels
+                .iter()
+                .map(|&l| {
+                    (0..l)
+                        .map(|_| Mutex::new(Vec::with_capacity(m + 1)))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// Spins until the row's lock bit is ours; returns the row's start and its count.
+    fn lock0(&self, node: u32) -> (usize, usize) {
+        let base = node as usize * self.stride;
+        let head = &self.level0[base];
+        loop {
+            let c = head.load(Ordering::Relaxed);
+            if c & LOCK == 0
+                && head
+                    .compare_exchange_weak(c, c | LOCK, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return (base, c as usize);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Writes `ids` into a locked row and releases it.
+    fn store0(&self, base: usize, ids: &[u32]) {
+        assert!(ids.len() < self.stride, "a level-0 list is over its cap");
+        for (k, id) in ids.iter().enumerate() {
+            self.level0[base + 1 + k].store(*id, Ordering::Relaxed);
+        }
+        self.level0[base].store(ids.len() as u32, Ordering::Release);
+    }
+
+    /// The node's list on `level` into `buf` (cleared first).
+    fn read(&self, node: u32, level: usize, buf: &mut Vec<u32>) {
+        buf.clear();
+        if level == 0 {
+            let (base, n) = self.lock0(node);
+            buf.extend((1..=n).map(|k| self.level0[base + k].load(Ordering::Relaxed)));
+            self.level0[base].store(n as u32, Ordering::Release);
+        } else if let Some(l) = self.upper[node as usize].get(level - 1) {
+            buf.extend_from_slice(&l.lock().expect("link lock"));
+        }
+    }
+
+    /// Replaces the node's list on `level`.
+    fn set(&self, node: u32, level: usize, ids: &[u32]) {
+        if level == 0 {
+            let (base, _) = self.lock0(node);
+            self.store0(base, ids);
+        } else {
+            *self.upper[node as usize][level - 1]
+                .lock()
+                .expect("link lock") = ids.to_vec();
+        }
+    }
+
+    /// Runs `f` on the node's list on `level` with the list locked.
+    fn update(
+        &self,
+        node: u32,
+        level: usize,
+        scratch: &mut Vec<u32>,
+        f: impl FnOnce(&mut Vec<u32>),
+    ) {
+        if level == 0 {
+            let (base, n) = self.lock0(node);
+            scratch.clear();
+            scratch.extend((1..=n).map(|k| self.level0[base + k].load(Ordering::Relaxed)));
+            f(scratch);
+            self.store0(base, scratch);
+        } else {
+            f(&mut self.upper[node as usize][level - 1]
+                .lock()
+                .expect("link lock"));
+        }
+    }
 }
 
 struct Builder<'a> {
     vectors: Vectors<'a>,
     metric: Metric,
     params: HnswParams,
-    nodes: Vec<BuildNode>,
+    links: Links,
+    n: usize,
     /// (entry point, its level).
     entry: RwLock<(u32, u8)>,
     pool: VisitedPool,
@@ -70,7 +170,7 @@ impl Builder<'_> {
         level: usize,
         buf: &mut Vec<u32>,
     ) -> Vec<(f32, u32)> {
-        let mut scratch = self.pool.take(self.nodes.len());
+        let mut scratch = self.pool.take(self.n);
         let super::visited::Scratch {
             visited,
             candidates,
@@ -83,10 +183,7 @@ impl Builder<'_> {
             if results.len() >= ef && d > results.peek().map_or(f32::INFINITY, |r| r.0.0) {
                 break;
             }
-            buf.clear();
-            if let Some(l) = self.nodes[c as usize].links.get(level) {
-                buf.extend_from_slice(&l.lock().expect("link lock"));
-            }
+            self.links.read(c, level, buf);
             if let Some(&first) = buf.first() {
                 super::graph::prefetch(self.vectors.get(first));
             }
@@ -141,10 +238,7 @@ impl Builder<'_> {
             let mut changed = true;
             while changed {
                 changed = false;
-                buf.clear();
-                if let Some(l) = self.nodes[ep as usize].links.get(lev) {
-                    buf.extend_from_slice(&l.lock().expect("link lock"));
-                }
+                self.links.read(ep, lev, buf);
                 for &nb in buf.iter() {
                     let d = self.dist(q, nb);
                     if d < ep_d {
@@ -169,26 +263,23 @@ impl Builder<'_> {
             }
         }
         for (lev, chosen) in &plan {
-            *self.nodes[q as usize].links[*lev]
-                .lock()
-                .expect("link lock") = chosen.clone();
+            self.links.set(q, *lev, chosen);
         }
         for (lev, chosen) in &plan {
             let cap = self.cap(*lev);
             for &nb in chosen {
-                let mut l = self.nodes[nb as usize].links[*lev]
-                    .lock()
-                    .expect("link lock");
-                if l.contains(&q) {
-                    continue;
-                }
-                l.push(q);
-                if l.len() > cap {
-                    let mut scored: Vec<(f32, u32)> =
-                        l.iter().map(|&x| (self.dist(nb, x), x)).collect();
-                    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                    *l = self.select(&scored, cap);
-                }
+                self.links.update(nb, *lev, buf, |l| {
+                    if l.contains(&q) {
+                        return;
+                    }
+                    l.push(q);
+                    if l.len() > cap {
+                        let mut scored: Vec<(f32, u32)> =
+                            l.iter().map(|&x| (self.dist(nb, x), x)).collect();
+                        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                        *l = self.select(&scored, cap);
+                    }
+                });
             }
         }
         if level > top {
@@ -212,26 +303,12 @@ pub fn build(
     if n == 0 {
         return HnswGraph::freeze(params.m, 0, 0, &lv, |_, _| Vec::new());
     }
-    let nodes = lv
-        .iter()
-        .map(|&l| BuildNode {
-            // Room for the list at its cap plus the one link that triggers a shrink.
-            links: (0..=l)
-                .map(|lev| {
-                    Mutex::new(Vec::with_capacity(if lev == 0 {
-                        2 * params.m + 1
-                    } else {
-                        params.m + 1
-                    }))
-                })
-                .collect(),
-        })
-        .collect();
     let b = Builder {
         vectors,
         metric,
         params,
-        nodes,
+        links: Links::new(&lv, params.m),
+        n,
         entry: RwLock::new((0, lv[0])),
         pool: VisitedPool::default(),
     };
@@ -252,10 +329,9 @@ pub fn build(
     });
     let (entry, top) = *b.entry.read().expect("entry lock");
     HnswGraph::freeze(params.m, entry, top, &lv, |node, level| {
-        b.nodes[node].links[level]
-            .lock()
-            .expect("link lock")
-            .clone()
+        let mut out = Vec::new();
+        b.links.read(node as u32, level, &mut out);
+        out
     })
 }
 
