@@ -6,11 +6,13 @@
 //! | `ingest`   | durable upsert throughput over gRPC against a running server               |
 //! | `dataset`  | seeded clustered `.fvecs` sets and exact ground truth (`.ivecs`)            |
 //! | `hnsw`     | in-process HNSW build time, then QPS and recall@10 over an ef sweep         |
+//! | `search`   | gRPC search load: N clients for a fixed time; QPS, latency, errors, recall  |
 //!
 //! Every loop is bounded by a count; nothing but loopback is contacted.
 
 mod dataset;
 mod hnsw;
+mod search;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -47,6 +49,29 @@ enum Cmd {
         queries: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Search a running server with concurrent clients for a fixed time.
+    Search {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        #[arg(long)]
+        collection: String,
+        #[arg(long)]
+        queries: std::path::PathBuf,
+        /// Ground truth (.ivecs) for recall; ids are the row numbers of the imported base file.
+        #[arg(long)]
+        gt: Option<std::path::PathBuf>,
+        #[arg(short, long, default_value_t = 10)]
+        k: u32,
+        /// HNSW beam (0: the server's default).
+        #[arg(long, default_value_t = 0)]
+        ef: u32,
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration_secs: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup_secs: f64,
     },
     /// HNSW in-process: build on every core, then search on one thread for each ef.
     Hnsw {
@@ -275,6 +300,30 @@ async fn main() -> anyhow::Result<()> {
                 json!({"dataset": out, "n": n, "dim": dim, "queries": queries, "seed": seed, "seconds": t.elapsed().as_secs_f64()})
             );
             Ok(())
+        }
+        Cmd::Search {
+            addr,
+            collection,
+            queries,
+            gt,
+            k,
+            ef,
+            clients,
+            duration_secs,
+            warmup_secs,
+        } => {
+            search::run(search::Load {
+                addr: &addr,
+                collection: &collection,
+                queries: &queries,
+                gt: gt.as_deref(),
+                k,
+                ef,
+                clients: clients.max(1),
+                duration: std::time::Duration::from_secs_f64(duration_secs),
+                warmup: std::time::Duration::from_secs_f64(warmup_secs),
+            })
+            .await
         }
         Cmd::Hnsw {
             base,

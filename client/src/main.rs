@@ -276,6 +276,11 @@ fn info_json(c: &pb::CollectionInfo) -> Value {
         "flush_threshold": c.flush_threshold, "points": c.points, "segments": c.segments,
         "disk_bytes": c.disk_bytes, "indexed_fraction": c.indexed_fraction,
         "unflushed_points": c.unflushed_points,
+        "index_memory_bytes": c.index_memory_bytes,
+        "index": match c.index.as_ref().and_then(|i| i.kind.as_ref()) {
+            Some(pb::index_spec::Kind::Hnsw(h)) => json!({"hnsw": {"m": h.m, "ef_construction": h.ef_construction}}),
+            _ => json!("flat"),
+        },
         "field_indexes": c.field_indexes.iter().map(|f| json!({"field": f.field, "type": if f.r#type == pb::FieldType::Numeric as i32 { "numeric" } else { "keyword" }})).collect::<Vec<_>>(),
     })
 }
