@@ -9,7 +9,8 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 
-/// Runs the benchmark and prints one JSON line per ef.
+/// Runs the benchmark and prints one JSON line per ef; with `filter_sweep`, then one line per
+/// filter share comparing graph search under the filter with an exact scan of its bitmap.
 pub fn run(
     base: &Path,
     queries: &Path,
@@ -17,6 +18,7 @@ pub fn run(
     m: usize,
     ef_construction: usize,
     efs: &[usize],
+    filter_sweep: bool,
 ) -> anyhow::Result<()> {
     let (data, dim) = read_all(base)?;
     let (qs, qdim) = read_all(queries)?;
@@ -58,5 +60,66 @@ pub fn run(
                    "ef": ef, "qps_1_thread": nq as f64 / secs, "recall_at_10": recall / nq as f64})
         );
     }
+    if filter_sweep {
+        sweep_filters(&g, v, &qs, dim, efs.first().copied().unwrap_or(64));
+    }
     Ok(())
+}
+
+/// For filters keeping a share of points, QPS and recall@10 of graph search under the filter
+/// and of an exact scan of the filter's bitmap: where they cross is the planner's switch point.
+fn sweep_filters(
+    g: &quiver_index::hnsw::HnswGraph,
+    v: Vectors<'_>,
+    qs: &[f32],
+    dim: usize,
+    ef: usize,
+) {
+    let n = v.len() as u32;
+    for per_mille in [1u32, 2, 5, 10, 20, 50, 100, 200, 500] {
+        // A fixed pseudo-random subset: multiplicative hashing of the id.
+        let allowed: quiver_index::RoaringBitmap = (0..n)
+            .filter(|i| i.wrapping_mul(2_654_435_761) % 1000 < per_mille)
+            .collect();
+        let f = PointFilter {
+            allowed: Some(&allowed),
+            deleted: None,
+        };
+        let queries: Vec<&[f32]> = qs.chunks_exact(dim).take(200).collect();
+        let t = Instant::now();
+        let exact: Vec<Vec<u32>> = queries
+            .iter()
+            .map(|q| {
+                quiver_index::flat::exact_search(v, Metric::L2, q, 10, &f)
+                    .iter()
+                    .map(|n| n.key)
+                    .collect()
+            })
+            .collect();
+        let exact_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let graph: Vec<Vec<u32>> = queries
+            .iter()
+            .map(|q| {
+                g.search(v, Metric::L2, q, 10, ef, &f)
+                    .iter()
+                    .map(|n| n.key)
+                    .collect()
+            })
+            .collect();
+        let graph_s = t.elapsed().as_secs_f64();
+        let recall: f64 = graph
+            .iter()
+            .zip(&exact)
+            .map(|(a, b)| recall_at(10, a, b))
+            .sum::<f64>()
+            / queries.len() as f64;
+        let nq = queries.len() as f64;
+        println!(
+            "{}",
+            json!({"filter_share": per_mille as f64 / 1000.0, "admitted": allowed.len(), "ef": ef,
+                   "exact_qps": nq / exact_s, "graph_qps": nq / graph_s, "graph_recall_at_10": recall,
+                   "model_switch_admitted": quiver_index::prefer_exact(allowed.len(), v.len(), ef, g.m0())})
+        );
+    }
 }

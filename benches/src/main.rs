@@ -92,6 +92,9 @@ enum Cmd {
             default_value = "10,16,24,32,48,64,96,128,256"
         )]
         ef: Vec<usize>,
+        /// Then compare filtered graph search with exact bitmap scans (at the first ef).
+        #[arg(long)]
+        filter_sweep: bool,
     },
     /// Flat search on one thread, against memcpy and a plain read pass over the same bytes.
     Flat {
@@ -332,7 +335,8 @@ async fn main() -> anyhow::Result<()> {
             m,
             ef_construction,
             ef,
-        } => hnsw::run(&base, &queries, &gt, m, ef_construction, &ef),
+            filter_sweep,
+        } => hnsw::run(&base, &queries, &gt, m, ef_construction, &ef, filter_sweep),
         Cmd::Flat {
             n,
             dim,

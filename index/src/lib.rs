@@ -136,11 +136,14 @@ pub struct SearchParams {
 }
 
 /// Filtered-search planner for graph indexes: exact search over the filter's bitmap costs one
-/// distance per admitted point (`A`); graph search costs about `ef · m0` distances per
-/// admitted-share of the graph walked, i.e. `ef · m0 / s` with `s = A / n`. The two meet at
-/// `A = sqrt(ef · m0 · n)`; below it the planner scans the bitmap.
+/// distance per admitted point (`A`); graph search under a filter walks about `ef · m0 / s`
+/// nodes, `s = A / n` the share admitted. The two meet near `A = C · sqrt(ef · m0 · n)`; below
+/// it the planner scans the bitmap. `C` is measured (`quiver-bench hnsw --filter-sweep`, see
+/// benches/RESULTS.md): on 200,000 × 128 at ef 64 the crossover fell at about 12,800 admitted
+/// points against the model's 20,200, so `C = 0.6`.
 pub fn prefer_exact(admitted: u64, n: usize, ef: usize, m0: usize) -> bool {
-    (admitted as f64) < ((ef * m0) as f64 * n as f64).sqrt()
+    const C: f64 = 0.6;
+    (admitted as f64) < C * ((ef * m0) as f64 * n as f64).sqrt()
 }
 
 impl IndexKind {
