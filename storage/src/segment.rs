@@ -415,9 +415,13 @@ pub fn open_segment(
                     format!("graph of {hcount} nodes for {count} vectors"),
                 ));
             }
-            let graph = HnswGraph::from_bytes(&hmap[HEADER_LEN..hmap.len() - TRAILER_LEN], count)
-                .map_err(|e| corrupted(&hpath, e.to_string()))?;
-            bytes += hmap.len() as u64;
+            let len = hmap.len();
+            // The graph's arrays are searched in place in the mapped file.
+            let shared: quiver_index::hnsw::SharedBytes = std::sync::Arc::new(hmap);
+            let graph =
+                HnswGraph::from_shared(shared, HEADER_LEN, len - HEADER_LEN - TRAILER_LEN, count)
+                    .map_err(|e| corrupted(&hpath, e.to_string()))?;
+            bytes += len as u64;
             IndexKind::Hnsw(HnswIndex {
                 graph,
                 ef: hnsw::DEFAULT_EF,

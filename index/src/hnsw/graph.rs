@@ -37,6 +37,61 @@ pub(super) fn prefetch(v: &[f32]) {
     let _ = v;
 }
 
+#[cfg(not(target_endian = "little"))]
+compile_error!("graph arrays are read in place as little-endian u32");
+
+/// Bytes shared with their owner, such as a mapped file.
+pub type SharedBytes = std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// u32 words, owned or read in place from shared bytes.
+pub enum Words {
+    /// In memory.
+    Owned(Vec<u32>),
+    /// `len` words at byte `start` of `bytes`.
+    Shared {
+        /// The bytes.
+        bytes: SharedBytes,
+        /// First byte.
+        start: usize,
+        /// Number of words.
+        len: usize,
+    },
+}
+
+impl Words {
+    fn shared(bytes: SharedBytes, start: usize, len: usize) -> Result<Words, GraphError> {
+        let all: &[u8] = (*bytes).as_ref();
+        let raw = all
+            .get(start..start + len * 4)
+            .ok_or_else(|| GraphError("array outside the bytes".into()))?;
+        bytemuck::try_cast_slice::<u8, u32>(raw)
+            .map_err(|e| GraphError(format!("array not aligned: {e}")))?;
+        Ok(Words::Shared { bytes, start, len })
+    }
+}
+
+impl std::ops::Deref for Words {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        match self {
+            Words::Owned(v) => v,
+            Words::Shared { bytes, start, len } => {
+                let all: &[u8] = (**bytes).as_ref();
+                bytemuck::cast_slice(&all[*start..*start + *len * 4])
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Words::Owned(v) => write!(f, "Owned({} words)", v.len()),
+            Words::Shared { len, .. } => write!(f, "Shared({len} words)"),
+        }
+    }
+}
+
 /// A graph that no longer changes.
 #[derive(Debug)]
 pub struct HnswGraph {
@@ -44,9 +99,9 @@ pub struct HnswGraph {
     entry: u32,
     top: u8,
     levels: Vec<u8>,
-    level0: Vec<u32>,
-    upper_offsets: Vec<u32>,
-    upper: Vec<u32>,
+    level0: Words,
+    upper_offsets: Words,
+    upper: Words,
     pool: VisitedPool,
 }
 
@@ -94,9 +149,9 @@ impl HnswGraph {
             entry,
             top,
             levels: levels.to_vec(),
-            level0,
-            upper_offsets,
-            upper,
+            level0: Words::Owned(level0),
+            upper_offsets: Words::Owned(upper_offsets),
+            upper: Words::Owned(upper),
             pool: VisitedPool::default(),
         }
     }
@@ -249,55 +304,81 @@ impl HnswGraph {
         out
     }
 
-    /// Reads a graph written by [`HnswGraph::to_bytes`], checking every id and count.
+    /// Reads a graph written by [`HnswGraph::to_bytes`], checking every id and count; the
+    /// arrays are copied out of `raw`.
     pub fn from_bytes(raw: &[u8], n_vectors: usize) -> Result<HnswGraph, GraphError> {
+        Self::parse(raw, n_vectors, None)
+    }
+
+    /// Like [`HnswGraph::from_bytes`] for the graph at `bytes[start..start + len]`, but the
+    /// arrays are searched where they lie (a mapped file) instead of being copied. `start`
+    /// must keep them 4-byte aligned.
+    pub fn from_shared(
+        bytes: SharedBytes,
+        start: usize,
+        len: usize,
+        n_vectors: usize,
+    ) -> Result<HnswGraph, GraphError> {
+        let all: &[u8] = (*bytes).as_ref();
+        let raw = all
+            .get(start..start + len)
+            .ok_or_else(|| GraphError("range outside the bytes".into()))?;
+        Self::parse(raw, n_vectors, Some((bytes.clone(), start)))
+    }
+
+    fn parse(
+        raw: &[u8],
+        n_vectors: usize,
+        shared: Option<(SharedBytes, usize)>,
+    ) -> Result<HnswGraph, GraphError> {
         let bad = |s: &str| GraphError(s.to_string());
         let mut pos = 0usize;
-        let mut take = |len: usize| -> Result<&[u8], GraphError> {
+        let mut take = |len: usize| -> Result<std::ops::Range<usize>, GraphError> {
             let end = pos
                 .checked_add(len)
                 .filter(|e| *e <= raw.len())
                 .ok_or_else(|| bad("truncated"))?;
-            let s = &raw[pos..end];
+            let r = pos..end;
             pos = end;
-            Ok(s)
+            Ok(r)
         };
-        if take(8)? != MAGIC {
+        let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+        if &raw[take(8)?] != MAGIC {
             return Err(bad("bad magic"));
         }
-        let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
-        let m = u32_at(take(4)?) as usize;
-        let n = u32_at(take(4)?) as usize;
-        let entry = u32_at(take(4)?);
-        let top = take(4)?[0];
+        let m = u32_at(&raw[take(4)?]) as usize;
+        let n = u32_at(&raw[take(4)?]) as usize;
+        let entry = u32_at(&raw[take(4)?]);
+        let top = raw[take(4)?][0];
         if m == 0 || m > 1024 || n != n_vectors || (n > 0 && entry as usize >= n) || top > 15 {
             return Err(bad("header out of range"));
         }
-        let levels = take(n)?.to_vec();
+        let levels = raw[take(n)?].to_vec();
         take((4 - n % 4) % 4)?;
         let (s0, s) = (2 * m + 1, m + 1);
-        let read_words = |b: &[u8]| b.chunks_exact(4).map(u32_at).collect::<Vec<u32>>();
-        let level0 = read_words(take(
-            n.checked_mul(s0 * 4).ok_or_else(|| bad("size overflow"))?,
-        )?);
-        let upper_offsets = read_words(take(n * 4)?);
-        let blocks = u32_at(take(4)?) as usize;
-        let upper = read_words(take(
+        let level0 = take(n.checked_mul(s0 * 4).ok_or_else(|| bad("size overflow"))?)?;
+        let upper_offsets = take(n * 4)?;
+        let blocks = u32_at(&raw[take(4)?]) as usize;
+        let upper = take(
             blocks
                 .checked_mul(s * 4)
                 .ok_or_else(|| bad("size overflow"))?,
-        )?);
+        )?;
         if pos != raw.len() {
             return Err(bad("stray bytes"));
         }
+        let words = |r: std::ops::Range<usize>| match &shared {
+            Some((bytes, base)) => Words::shared(bytes.clone(), base + r.start, r.len() / 4),
+            None => Ok(Words::Owned(raw[r].chunks_exact(4).map(u32_at).collect())),
+        };
         let g = HnswGraph {
             m,
             entry,
             top,
             levels,
-            level0,
-            upper_offsets,
-            upper,
+            level0: words(level0)?,
+            upper_offsets: words(upper_offsets)?,
+            upper: words(upper)?,
             pool: VisitedPool::default(),
         };
         g.validate(blocks)?;

@@ -18,7 +18,7 @@ mod graph;
 mod visited;
 
 pub use build::build;
-pub use graph::{GraphError, HnswGraph};
+pub use graph::{GraphError, HnswGraph, SharedBytes, Words};
 
 use crate::distance::Metric;
 use crate::topk::Neighbor;
@@ -170,6 +170,17 @@ mod tests {
         assert_eq!(a.to_bytes(), b.to_bytes());
         let back = HnswGraph::from_bytes(&a.to_bytes(), n).unwrap();
         assert_eq!(back.to_bytes(), a.to_bytes());
+        // Read in place from shared bytes at an aligned offset, as from a mapped file.
+        let mut framed = vec![0u8; 64];
+        framed.extend(a.to_bytes());
+        let len = framed.len() - 64;
+        let shared: SharedBytes = std::sync::Arc::new(framed);
+        let in_place = HnswGraph::from_shared(shared.clone(), 64, len, n).unwrap();
+        assert_eq!(in_place.to_bytes(), a.to_bytes());
+        assert!(
+            HnswGraph::from_shared(shared, 63, len, n).is_err(),
+            "misaligned or cut bytes are refused"
+        );
         let q = &data[..dim];
         assert_eq!(
             back.search(v, Metric::Cosine, q, 5, 32, &PointFilter::default()),
