@@ -184,13 +184,13 @@ impl Builder<'_> {
                 break;
             }
             self.links.read(c, level, buf);
-            if let Some(&first) = buf.first() {
-                super::graph::prefetch(self.vectors.get(first));
-            }
-            for (i, &nb) in buf.iter().enumerate() {
-                if let Some(&next) = buf.get(i + 1) {
-                    super::graph::prefetch(self.vectors.get(next));
+            // Start loading every unvisited neighbour's vector before scoring any.
+            for &nb in buf.iter() {
+                if !visited.contains(nb) {
+                    super::graph::prefetch(self.vectors.get(nb));
                 }
+            }
+            for &nb in buf.iter() {
                 if !visited.insert(nb) {
                     continue;
                 }

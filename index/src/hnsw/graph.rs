@@ -247,14 +247,14 @@ impl HnswGraph {
                 break;
             }
             let nbs = self.neighbours(c, 0);
-            if let Some(&first) = nbs.first() {
-                prefetch(vectors.get(first));
-            }
-            for (i, &nb) in nbs.iter().enumerate() {
-                // Fetch the next neighbour's vector while this one is scored.
-                if let Some(&next) = nbs.get(i + 1) {
-                    prefetch(vectors.get(next));
+            // Start loading every unvisited neighbour's vector before scoring any: the loads
+            // overlap instead of queueing one behind the other.
+            for &nb in nbs {
+                if !visited.contains(nb) {
+                    prefetch(vectors.get(nb));
                 }
+            }
+            for &nb in nbs {
                 if !visited.insert(nb) {
                     continue;
                 }

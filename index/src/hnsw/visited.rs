@@ -34,6 +34,12 @@ impl Visited {
         }
     }
 
+    /// True if `node` is marked in this search.
+    #[inline]
+    pub fn contains(&self, node: u32) -> bool {
+        self.marks[node as usize] == self.generation
+    }
+
     /// Marks `node`; returns true if it was not marked yet in this search.
     #[inline]
     pub fn insert(&mut self, node: u32) -> bool {
