@@ -161,13 +161,7 @@ impl IndexKind {
             _ if params.exact => flat::exact_search(vectors, metric, query, k, filter),
             IndexKind::Flat(f) => f.search(vectors, metric, query, k, filter),
             IndexKind::Hnsw(h) => {
-                let ef = params.ef.unwrap_or(h.ef);
-                match filter.allowed {
-                    Some(a) if prefer_exact(a.len(), vectors.len(), ef, h.graph.m0()) => {
-                        flat::exact_search(vectors, metric, query, k, filter)
-                    }
-                    _ => h.graph.search(vectors, metric, query, k, ef, filter),
-                }
+                h.search_ef(vectors, metric, query, k, filter, params.ef.unwrap_or(h.ef))
             }
         }
     }

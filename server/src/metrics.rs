@@ -2,7 +2,8 @@
 //!
 //! Per request: `quiver_requests_total{method,code}` and `quiver_request_duration_seconds{method}`.
 //! Read at scrape time from storage: points, segments and disk bytes per collection, the WAL's
-//! size, flush and compaction counts and durations.
+//! size, flush and compaction counts and durations, writes and the synced batches they were
+//! grouped into.
 
 use prometheus::{
     CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -29,6 +30,8 @@ pub struct Metrics {
     wal_bytes: IntGauge,
     flushes: IntCounter,
     compactions: IntCounter,
+    writes: IntCounter,
+    write_groups: IntCounter,
     seconds: CounterVec,
 }
 
@@ -79,6 +82,16 @@ impl Metrics {
             IntCounter::new("quiver_flushes_total", "segments flushed").expect("valid metric");
         let compactions =
             IntCounter::new("quiver_compactions_total", "compactions done").expect("valid metric");
+        let writes = IntCounter::new(
+            "quiver_writes_total",
+            "writes committed to the write-ahead log",
+        )
+        .expect("valid metric");
+        let write_groups = IntCounter::new(
+            "quiver_write_groups_total",
+            "synced RocksDB batches the writes were grouped into (group commit)",
+        )
+        .expect("valid metric");
         let seconds = CounterVec::new(
             Opts::new(
                 "quiver_maintenance_seconds_total",
@@ -97,6 +110,8 @@ impl Metrics {
             Box::new(wal_bytes.clone()),
             Box::new(flushes.clone()),
             Box::new(compactions.clone()),
+            Box::new(writes.clone()),
+            Box::new(write_groups.clone()),
             Box::new(seconds.clone()),
         ] {
             registry.register(c).expect("names are unique");
@@ -112,6 +127,8 @@ impl Metrics {
             wal_bytes,
             flushes,
             compactions,
+            writes,
+            write_groups,
             seconds,
         })
     }
@@ -164,6 +181,8 @@ impl Metrics {
         let catch_up = |c: &IntCounter, v: u64| c.inc_by(v.saturating_sub(c.get()));
         catch_up(&self.flushes, s.flushes.load(Ordering::Relaxed));
         catch_up(&self.compactions, s.compactions.load(Ordering::Relaxed));
+        catch_up(&self.writes, s.writes.load(Ordering::Relaxed));
+        catch_up(&self.write_groups, s.write_groups.load(Ordering::Relaxed));
         for (task, micros) in [
             ("flush", &s.flush_micros),
             ("compaction", &s.compaction_micros),

@@ -650,6 +650,11 @@ async fn bad_inputs_get_clear_status_codes_and_change_nothing() {
         body.contains(r#"quiver_points{collection="v"} 50"#),
         "{body}"
     );
+    // Group commit is visible: writes and the synced batches they went into.
+    assert!(
+        body.contains("quiver_writes_total") && body.contains("quiver_write_groups_total"),
+        "{body}"
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

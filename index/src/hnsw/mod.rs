@@ -76,6 +76,27 @@ pub struct HnswIndex {
     pub ef: usize,
 }
 
+impl HnswIndex {
+    /// The `k` closest admitted vectors with a beam of `ef`. A filter that admits few points
+    /// is answered by an exact scan of its bitmap instead (`crate::prefer_exact`).
+    pub fn search_ef(
+        &self,
+        vectors: Vectors<'_>,
+        metric: Metric,
+        query: &[f32],
+        k: usize,
+        filter: &PointFilter<'_>,
+        ef: usize,
+    ) -> Vec<Neighbor> {
+        match filter.allowed {
+            Some(a) if crate::prefer_exact(a.len(), vectors.len(), ef, self.graph.m0()) => {
+                crate::flat::exact_search(vectors, metric, query, k, filter)
+            }
+            _ => self.graph.search(vectors, metric, query, k, ef, filter),
+        }
+    }
+}
+
 impl VectorIndexRead for HnswIndex {
     fn search(
         &self,
@@ -85,8 +106,7 @@ impl VectorIndexRead for HnswIndex {
         k: usize,
         filter: &PointFilter<'_>,
     ) -> Vec<Neighbor> {
-        self.graph
-            .search(vectors, metric, query, k, self.ef, filter)
+        self.search_ef(vectors, metric, query, k, filter, self.ef)
     }
 }
 
