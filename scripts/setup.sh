@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the build needs when it is missing: libclang (bindgen, for RocksDB).
+# Installs what the build needs when it is missing: libclang (bindgen, for RocksDB), and the
+# model files (scripts/models.sh).
 # Idempotent; safe to run every time.
 set -euo pipefail
 
@@ -20,3 +21,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing; install Rust (rustup) first" >&2
   exit 1
 fi
+
+# The built-in models (embedding and generation): fetched once, checked by sha256 every time.
+"$(dirname "$0")/models.sh"

@@ -13,6 +13,7 @@ pub mod vecfile;
 
 pub use quiver_proto::v1 as pb;
 use quiver_proto::v1::collections_client::CollectionsClient;
+use quiver_proto::v1::documents_client::DocumentsClient;
 use quiver_proto::v1::points_client::PointsClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -76,6 +77,8 @@ pub struct Client {
     pub collections: CollectionsClient<Chan>,
     /// The Points service.
     pub points: PointsClient<Chan>,
+    /// The Documents service.
+    pub documents: DocumentsClient<Chan>,
 }
 
 /// Adds `http://` when the address has no scheme.
@@ -126,7 +129,10 @@ impl Client {
             collections: CollectionsClient::new(chan.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            points: PointsClient::new(chan)
+            points: PointsClient::new(chan.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            documents: DocumentsClient::new(chan)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
         })

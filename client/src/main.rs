@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tokio::task::JoinSet;
 
+mod docs;
+
 #[derive(Parser)]
 #[command(
     name = "quiver",
@@ -47,6 +49,10 @@ enum Cmd {
     /// Create, list, describe, index, flush, compact or drop collections.
     #[command(subcommand)]
     Collection(CollectionCmd),
+    /// Ingest documents (a folder of .txt/.md files, one file, or .jsonl with id/text/metadata).
+    Ingest(docs::IngestArgs),
+    /// Search a document collection by text.
+    SearchText(docs::SearchTextArgs),
     /// Import vectors from a .fvecs, .npy or .jsonl file.
     Import {
         collection: String,
@@ -178,8 +184,12 @@ enum CollectionCmd {
     /// Create a collection.
     Create {
         name: String,
-        #[arg(long)]
+        /// Vector dimension (may be left out with --model).
+        #[arg(long, default_value_t = 0)]
         dim: u32,
+        /// Embedding model for documents and text search (e.g. all-minilm-l6-v2).
+        #[arg(long)]
+        model: Option<String>,
         #[arg(long, value_enum, default_value = "cosine")]
         metric: MetricArg,
         #[arg(long, value_enum, default_value = "sync")]
@@ -277,6 +287,7 @@ fn info_json(c: &pb::CollectionInfo) -> Value {
         "disk_bytes": c.disk_bytes, "indexed_fraction": c.indexed_fraction,
         "unflushed_points": c.unflushed_points,
         "index_memory_bytes": c.index_memory_bytes,
+        "embedding_model": c.embedding_model,
         "index": match c.index.as_ref().and_then(|i| i.kind.as_ref()) {
             Some(pb::index_spec::Kind::Hnsw(h)) => json!({"hnsw": {"m": h.m, "ef_construction": h.ef_construction}}),
             _ => json!("flat"),
@@ -322,6 +333,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let as_json = cli.json;
     match cli.command {
         Cmd::Collection(c) => collection(&mut client, c, as_json).await,
+        Cmd::Ingest(a) => docs::ingest(client, a, as_json).await,
+        Cmd::SearchText(a) => docs::search_text(client, a, as_json).await,
         Cmd::Import {
             collection,
             file,
@@ -513,6 +526,7 @@ async fn collection(client: &mut Client, cmd: CollectionCmd, as_json: bool) -> a
         CollectionCmd::Create {
             name,
             dim,
+            model,
             metric,
             durability,
             flush_threshold,
@@ -542,6 +556,7 @@ async fn collection(client: &mut Client, cmd: CollectionCmd, as_json: bool) -> a
                 index: Some(pb::IndexSpec { kind: Some(index) }),
                 durability: durability as i32,
                 flush_threshold,
+                embedding_model: model.unwrap_or_default(),
             };
             let info = client.collections.create(req).await?.into_inner();
             print_info(&info, as_json);

@@ -11,7 +11,8 @@ use std::task::{Context, Poll};
 use tonic::Status;
 
 /// A secret that prints as `***`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(pub String);
 
 impl fmt::Debug for Secret {

@@ -35,6 +35,49 @@ pub struct ConfigFile {
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Where the built-in models' files live (see scripts/models.sh).
+    pub models_dir: PathBuf,
+    /// The embedding back-end and its worker.
+    pub embedding: EmbeddingFile,
+}
+
+/// `[embedding]`: the built-in model, or an OpenAI-compatible `/v1/embeddings` endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingFile {
+    /// Base URL of an OpenAI-compatible API (e.g. `http://127.0.0.1:8080/v1`); empty uses the
+    /// built-in all-MiniLM-L6-v2.
+    pub url: String,
+    /// Model name sent to the remote API (and the name collections use for it).
+    pub model: String,
+    /// Bearer token for the remote API (or QUIVER_EMBED_API_KEY).
+    pub api_key: Option<crate::auth::Secret>,
+    /// Longest input of the remote model, in tokens (estimated as words × 4/3 for chunking).
+    pub max_tokens: usize,
+    /// Model threads.
+    pub threads: usize,
+    /// Most texts per model call.
+    pub max_batch: usize,
+    /// Longest wait for a batch to fill, milliseconds.
+    pub max_wait_ms: u64,
+    /// Jobs that may wait; more wait for room until their deadline, then RESOURCE_EXHAUSTED.
+    pub queue: usize,
+}
+
+impl Default for EmbeddingFile {
+    fn default() -> Self {
+        let w = crate::embed::WorkerConfig::default();
+        EmbeddingFile {
+            url: String::new(),
+            model: String::new(),
+            api_key: None,
+            max_tokens: 512,
+            threads: w.threads,
+            max_batch: w.max_batch,
+            max_wait_ms: w.max_wait.as_millis() as u64,
+            queue: w.queue,
+        }
+    }
 }
 
 /// Limits as written in the TOML file.
@@ -72,6 +115,8 @@ impl Default for ConfigFile {
             read_only_api_key: None,
             tls_cert: None,
             tls_key: None,
+            models_dir: PathBuf::from("./models"),
+            embedding: EmbeddingFile::default(),
         }
     }
 }
@@ -145,6 +190,21 @@ pub struct Overrides {
     /// TLS private key, PEM.
     #[arg(long, global = true, env = "QUIVER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Folder of the built-in models (installed by scripts/models.sh).
+    #[arg(long, global = true, env = "QUIVER_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Jobs the embedding queue holds before callers wait.
+    #[arg(long, global = true, env = "QUIVER_EMBED_QUEUE")]
+    pub embed_queue: Option<usize>,
+    /// Most texts per embedding model call.
+    #[arg(long, global = true, env = "QUIVER_EMBED_MAX_BATCH")]
+    pub embed_max_batch: Option<usize>,
+    /// OpenAI-compatible embeddings endpoint (base URL ending in /v1); unset uses the built-in model.
+    #[arg(long, global = true, env = "QUIVER_EMBED_URL")]
+    pub embed_url: Option<String>,
+    /// Model name for the remote embeddings endpoint.
+    #[arg(long, global = true, env = "QUIVER_EMBED_MODEL")]
+    pub embed_model: Option<String>,
 }
 
 /// The validated configuration the server runs with.
@@ -172,6 +232,10 @@ pub struct Config {
     pub keys: Option<Keys>,
     /// TLS certificate and key (PEM contents), if any.
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// Folder of the built-in models.
+    pub models_dir: PathBuf,
+    /// Embedding back-end settings.
+    pub embedding: EmbeddingFile,
 }
 
 impl Config {
@@ -200,6 +264,14 @@ impl Config {
             f.limits.max_payload_bytes => o.max_payload_bytes,
             f.limits.max_k => o.max_k,
             f.limits.request_timeout_secs => o.request_timeout_secs,
+            f.models_dir => o.models_dir,
+            f.embedding.queue => o.embed_queue,
+            f.embedding.max_batch => o.embed_max_batch,
+            f.embedding.url => o.embed_url,
+            f.embedding.model => o.embed_model,
+        }
+        if let Ok(k) = std::env::var("QUIVER_EMBED_API_KEY") {
+            f.embedding.api_key = Some(crate::auth::Secret(k));
         }
         if o.api_key.is_some() {
             f.api_key = o.api_key.clone();
@@ -259,6 +331,10 @@ impl Config {
             ("max_filter_depth", l.max_filter_depth),
             ("max_filter_conditions", l.max_filter_conditions),
             ("max_concurrent_requests", l.max_concurrent_requests),
+            ("embedding.threads", f.embedding.threads),
+            ("embedding.max_batch", f.embedding.max_batch),
+            ("embedding.queue", f.embedding.queue),
+            ("embedding.max_tokens", f.embedding.max_tokens),
         ] {
             if v == 0 {
                 bail!("{name} must be at least 1");
@@ -282,6 +358,8 @@ impl Config {
             request_timeout: Duration::from_secs(l.request_timeout_secs.max(1)),
             keys,
             tls,
+            models_dir: f.models_dir,
+            embedding: f.embedding,
         })
     }
 }

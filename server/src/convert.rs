@@ -123,6 +123,7 @@ pub fn collection_config(
         Ok(pb::Metric::Cosine) => Metric::Cosine,
         Ok(pb::Metric::Dot) => Metric::Dot,
         Ok(pb::Metric::L2) => Metric::L2,
+        Ok(pb::Metric::Unspecified) if !r.embedding_model.is_empty() => Metric::Cosine,
         Ok(pb::Metric::Unspecified) => {
             return Err(invalid("metric is required: cosine, dot or l2"));
         }
@@ -161,6 +162,7 @@ pub fn collection_config(
             r.flush_threshold as usize
         },
         field_indexes: Vec::new(),
+        embedding_model: (!r.embedding_model.is_empty()).then(|| r.embedding_model.clone()),
     })
 }
 
@@ -217,5 +219,6 @@ pub fn collection_info(c: &quiver_storage::Collection) -> pb::CollectionInfo {
             .collect(),
         unflushed_points: st.unflushed_points,
         index_memory_bytes: st.index_memory_bytes,
+        embedding_model: cfg.embedding_model.unwrap_or_default(),
     }
 }

@@ -14,15 +14,21 @@
 //! | `auth.rs`    | API keys (admin, read-only) as a tower layer    |
 //! | `deadline.rs`| request deadlines → DEADLINE_EXCEEDED            |
 //! | `service.rs` | the Collections and Points services             |
+//! | `documents.rs` | the Documents service: ingest, search by text |
+//! | `embed/`     | embedding back-ends and the batching worker     |
+//! | `chunk.rs`   | documents → chunks measured in model tokens     |
 //! | `snapshots.rs` | streaming snapshots out and restoring them in |
 //! | `convert.rs` | wire ↔ storage types                            |
 //! | `status.rs`  | storage errors → gRPC status codes (one place)  |
 //! | `metrics.rs` | Prometheus metrics and their HTTP endpoint      |
 
 pub mod auth;
+pub mod chunk;
 pub mod config;
 pub mod convert;
 pub mod deadline;
+pub mod documents;
+pub mod embed;
 pub mod metrics;
 pub mod service;
 pub mod snapshots;

@@ -1,12 +1,13 @@
 //! `quiver-server`: Quiver's server binary. The pieces live in the library (`lib.rs`); this file
 //! parses the command line, opens storage and runs the gRPC and metrics listeners.
 
-use quiver_server::{auth, config, deadline, metrics, service};
+use quiver_server::{auth, config, deadline, embed, metrics, service};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, Overrides};
 use quiver_proto::v1::collections_server::CollectionsServer;
+use quiver_proto::v1::documents_server::DocumentsServer;
 use quiver_proto::v1::points_server::PointsServer;
 use quiver_storage::{Storage, StorageOptions};
 use std::io::Write;
@@ -125,16 +126,25 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let embed = start_embedder(&config, &metrics);
+    if let Err(why) = &embed {
+        tracing::warn!("documents and text search are unavailable: {why}");
+    }
     let svc = service::Service {
         storage: storage.clone(),
         metrics,
         flush_threshold: config.flush_threshold,
+        embed,
+        request_timeout: config.request_timeout,
     };
     let limit = config.max_message_bytes;
     let collections = CollectionsServer::new(svc.clone())
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let points = PointsServer::new(svc)
+    let points = PointsServer::new(svc.clone())
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let documents = DocumentsServer::new(svc)
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -143,6 +153,9 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
         .await;
     health_reporter
         .set_serving::<PointsServer<service::Service>>()
+        .await;
+    health_reporter
+        .set_serving::<DocumentsServer<service::Service>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(quiver_proto::FILE_DESCRIPTOR_SET)
@@ -179,6 +192,7 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
             .add_service(reflection)
             .add_service(collections)
             .add_service(points)
+            .add_service(documents)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             }),
@@ -191,6 +205,46 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
         Err(_) => tracing::info!("closing connections still open after the grace period"),
     }
     Ok(())
+}
+
+/// Loads the embedding model (built-in or remote) and starts its worker; the error says how to
+/// fix it, and the server runs on without documents and text search.
+fn start_embedder(
+    config: &Config,
+    metrics: &metrics::Metrics,
+) -> Result<Arc<embed::EmbedWorker>, String> {
+    use quiver_server::embed::{Embedder, minilm, openai};
+    let e = &config.embedding;
+    let model: Arc<dyn Embedder> = if e.url.is_empty() {
+        let t = std::time::Instant::now();
+        let m = minilm::MiniLm::load(&config.models_dir.join(minilm::FOLDER))
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            model = minilm::NAME,
+            secs = t.elapsed().as_secs_f64(),
+            "embedding model loaded"
+        );
+        Arc::new(m)
+    } else {
+        let name = if e.model.is_empty() {
+            "default"
+        } else {
+            &e.model
+        };
+        Arc::new(
+            openai::OpenAiEmbedder::connect(&e.url, name, e.api_key.clone(), e.max_tokens)
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let wm = embed::worker::WorkerMetrics::new();
+    metrics.register(wm.collectors());
+    let cfg = embed::WorkerConfig {
+        threads: e.threads,
+        max_batch: e.max_batch,
+        max_wait: std::time::Duration::from_millis(e.max_wait_ms),
+        queue: e.queue,
+    };
+    Ok(Arc::new(embed::EmbedWorker::start(model, cfg, wm)))
 }
 
 /// How long requests under way may take to finish after a stop signal.

@@ -133,6 +133,13 @@ impl Metrics {
         })
     }
 
+    /// Adds collectors owned elsewhere (e.g. the embedding worker's) to the exported set.
+    pub fn register(&self, collectors: Vec<Box<dyn prometheus::core::Collector>>) {
+        for c in collectors {
+            self.registry.register(c).expect("names are unique");
+        }
+    }
+
     /// Runs a handler, counting it by method and status and timing it.
     pub async fn observe<T>(
         &self,

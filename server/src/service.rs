@@ -20,6 +20,10 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// Default flush threshold for new collections.
     pub flush_threshold: usize,
+    /// The embedding worker, or why it is not running (a message naming the fix).
+    pub embed: Result<Arc<crate::embed::EmbedWorker>, String>,
+    /// Longest a request waits for room in a model's queue.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Runs a storage call on the blocking pool.
@@ -49,9 +53,39 @@ impl Collections for Service {
     ) -> Result<Response<pb::CollectionInfo>, Status> {
         self.metrics
             .observe("Collections/Create", async {
-                let cfg = convert::collection_config(req.get_ref(), self.flush_threshold)?;
+                let mut cfg = convert::collection_config(req.get_ref(), self.flush_threshold)?;
+                if let Some(model) = &cfg.embedding_model {
+                    let w = self.embedder()?;
+                    let (name, dim) = (w.model().name(), w.model().dim());
+                    if model != name {
+                        return Err(Status::failed_precondition(format!(
+                            "embedding model {model:?} is not available; this server runs {name:?}"
+                        )));
+                    }
+                    if cfg.dim == 0 {
+                        cfg.dim = dim;
+                    } else if cfg.dim != dim {
+                        return Err(invalid(format!(
+                            "dim {} does not match embedding model {name} ({dim}); leave dim at 0",
+                            cfg.dim
+                        )));
+                    }
+                }
                 let storage = self.storage.clone();
-                let c = blocking(move || storage.create_collection(cfg)).await?;
+                let c = blocking(move || {
+                    let text = cfg.embedding_model.is_some();
+                    let c = storage.create_collection(cfg)?;
+                    if text {
+                        use quiver_storage::FieldType;
+                        storage.create_field_index(
+                            &c,
+                            crate::documents::DOC_ID_FIELD,
+                            FieldType::Keyword,
+                        )?;
+                    }
+                    Ok(c)
+                })
+                .await?;
                 Ok(Response::new(convert::collection_info(&c)))
             })
             .await
@@ -186,7 +220,7 @@ impl Drop for CancelOnDrop {
 }
 
 /// An owned search, movable to the blocking pool.
-struct OwnedSearch {
+pub(crate) struct OwnedSearch {
     vector: Vec<f32>,
     k: usize,
     filter: Option<quiver_storage::Filter>,
@@ -200,7 +234,7 @@ struct OwnedSearch {
 const MAX_EF: u32 = 4096;
 
 impl OwnedSearch {
-    fn from_pb(r: pb::SearchRequest) -> Result<OwnedSearch, Status> {
+    pub(crate) fn from_pb(r: pb::SearchRequest) -> Result<OwnedSearch, Status> {
         let ef = r.params.as_ref().map_or(0, |p| p.ef);
         if ef > MAX_EF {
             return Err(invalid(format!(
@@ -223,7 +257,7 @@ impl OwnedSearch {
         })
     }
 
-    fn borrow(&self) -> SearchRequest<'_> {
+    pub(crate) fn borrow(&self) -> SearchRequest<'_> {
         SearchRequest {
             vector: &self.vector,
             k: self.k,

@@ -33,6 +33,22 @@ pub fn to_status(e: StorageError) -> Status {
     Status::new(code, e.to_string())
 }
 
+/// The gRPC status for a model error (embedding or generation).
+pub fn model_status(e: crate::embed::ModelError) -> Status {
+    use crate::embed::ModelError as E;
+    let code = match &e {
+        E::Missing { .. } | E::Damaged { .. } => Code::FailedPrecondition,
+        E::Inference(_) => Code::Internal,
+        E::Busy(_) => Code::ResourceExhausted,
+        E::Stopped(_) | E::Remote(_) => Code::Unavailable,
+        E::Invalid(_) => Code::InvalidArgument,
+    };
+    if matches!(code, Code::Internal | Code::Unavailable) {
+        tracing::error!(error = %e, "model call failed");
+    }
+    Status::new(code, e.to_string())
+}
+
 /// An INVALID_ARGUMENT status.
 pub fn invalid(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg.into())

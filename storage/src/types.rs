@@ -130,6 +130,10 @@ pub struct CollectionConfig {
     /// Indexed payload fields.
     #[serde(default)]
     pub field_indexes: Vec<(String, FieldType)>,
+    /// The embedding model that turns this collection's documents into vectors, if any. The
+    /// engine only keeps the name; the server owns the model.
+    #[serde(default)]
+    pub embedding_model: Option<String>,
 }
 
 /// The longest collection name accepted.

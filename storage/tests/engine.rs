@@ -28,6 +28,7 @@ fn config(name: &str, threshold: usize) -> CollectionConfig {
         durability: Durability::Sync,
         flush_threshold: threshold,
         field_indexes: vec![],
+        embedding_model: None,
     }
 }
 

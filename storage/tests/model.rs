@@ -140,6 +140,7 @@ proptest! {
                 durability: Durability::Sync,
                 flush_threshold: 9,
                 field_indexes: vec![],
+            embedding_model: None,
             })
             .unwrap();
         s.create_field_index(&c, "even", FieldType::Keyword).unwrap();

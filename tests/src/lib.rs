@@ -54,6 +54,18 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
+/// The project's models folder (filled by scripts/models.sh, which the test command runs).
+pub fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// A file under tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
 impl ServerProcess {
     /// Starts a server on free loopback ports over `data_dir`, with extra flags; waits until it
     /// listens.
@@ -80,6 +92,7 @@ impl ServerProcess {
             ])
             .args(extra)
             .env("QUIVER_LOG", "info")
+            .env("QUIVER_MODELS_DIR", models_dir())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
