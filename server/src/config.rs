@@ -193,6 +193,9 @@ pub struct Overrides {
     /// Folder of the built-in models (installed by scripts/models.sh).
     #[arg(long, global = true, env = "QUIVER_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
+    /// Embedding model threads (default: one per core).
+    #[arg(long, global = true, env = "QUIVER_EMBED_THREADS")]
+    pub embed_threads: Option<usize>,
     /// Jobs the embedding queue holds before callers wait.
     #[arg(long, global = true, env = "QUIVER_EMBED_QUEUE")]
     pub embed_queue: Option<usize>,
@@ -266,6 +269,7 @@ impl Config {
             f.limits.request_timeout_secs => o.request_timeout_secs,
             f.models_dir => o.models_dir,
             f.embedding.queue => o.embed_queue,
+            f.embedding.threads => o.embed_threads,
             f.embedding.max_batch => o.embed_max_batch,
             f.embedding.url => o.embed_url,
             f.embedding.model => o.embed_model,

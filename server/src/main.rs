@@ -34,6 +34,14 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli.overrides)?;
+    // Several embedding threads each run whole batches, so candle's own kernels run on one
+    // thread each: measured 1.27x the texts/s of one model thread with candle on every core
+    // (benches/RESULTS.md), as small per-op thread hand-offs go away and element-wise ops
+    // run in parallel too. An explicit RAYON_NUM_THREADS wins.
+    if config.embedding.threads > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: no other thread exists yet (the runtime and workers start below).
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log)

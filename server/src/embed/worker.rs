@@ -12,6 +12,7 @@ use crossbeam::channel::{
 };
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -19,7 +20,8 @@ use tokio::sync::oneshot;
 /// How the worker batches.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Model threads (each runs whole batches; candle's kernels use all cores inside one).
+    /// Model threads, each running whole batches (default: one per core; then candle's kernels
+    /// run single-threaded inside each).
     pub threads: usize,
     /// Most texts in one model call.
     pub max_batch: usize,
@@ -32,8 +34,8 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            threads: 1,
-            max_batch: 64,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_batch: 256,
             max_wait: Duration::from_millis(2),
             queue: 1024,
         }
@@ -116,13 +118,19 @@ impl EmbedWorker {
         metrics: WorkerMetrics,
     ) -> EmbedWorker {
         let (tx, rx) = channel::bounded::<Job>(config.queue.max(1));
+        let idle = Arc::new(AtomicUsize::new(config.threads.max(1)));
         let threads = (0..config.threads.max(1))
             .map(|i| {
-                let (rx, model, metrics, cfg) =
-                    (rx.clone(), model.clone(), metrics.clone(), config.clone());
+                let (rx, model, metrics, cfg, idle) = (
+                    rx.clone(),
+                    model.clone(),
+                    metrics.clone(),
+                    config.clone(),
+                    idle.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("quiver-embed-{i}"))
-                    .spawn(move || run(rx, &*model, &metrics, &cfg))
+                    .spawn(move || run(rx, &*model, &metrics, &cfg, &idle))
                     .expect("spawning an embedding thread")
             })
             .collect();
@@ -140,18 +148,23 @@ impl EmbedWorker {
         &self.model
     }
 
-    /// Embeds texts, waiting up to `wait` for room in the queue. Large requests are split into
-    /// jobs of at most `max_batch` texts; the answer keeps the input order.
+    /// Embeds texts, waiting up to `wait` for room in the queue. A request is split into one
+    /// job per model thread (at most `max_batch` texts each), so a lone caller keeps every
+    /// thread busy; the answer keeps the input order.
     pub async fn embed(
         &self,
         texts: Vec<String>,
         wait: Duration,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
         let until = Instant::now() + wait;
+        let per_job = texts
+            .len()
+            .div_ceil(self.threads.len().max(1))
+            .clamp(1, self.max_batch);
         let mut replies = Vec::new();
         let mut texts = texts.into_iter().peekable();
         while texts.peek().is_some() {
-            let part: Vec<String> = texts.by_ref().take(self.max_batch).collect();
+            let part: Vec<String> = texts.by_ref().take(per_job).collect();
             replies.push(self.submit(part, until).await?);
         }
         let mut out = Vec::new();
@@ -204,12 +217,22 @@ impl Drop for EmbedWorker {
     }
 }
 
-fn run(rx: Receiver<Job>, model: &dyn Embedder, metrics: &WorkerMetrics, cfg: &WorkerConfig) {
+/// One model thread. `idle` counts the threads waiting for work: a thread stops gathering jobs
+/// into its batch as soon as another thread is idle, so queued jobs spread over the threads
+/// instead of piling into one batch.
+fn run(
+    rx: Receiver<Job>,
+    model: &dyn Embedder,
+    metrics: &WorkerMetrics,
+    cfg: &WorkerConfig,
+    idle: &AtomicUsize,
+) {
     while let Ok(first) = rx.recv() {
+        idle.fetch_sub(1, Ordering::SeqCst);
         let mut jobs = vec![first];
         let mut n = jobs[0].texts.len();
         let until = Instant::now() + cfg.max_wait;
-        while n < cfg.max_batch {
+        while n < cfg.max_batch && idle.load(Ordering::SeqCst) == 0 {
             match rx.recv_deadline(until) {
                 Ok(job) => {
                     n += job.texts.len();
@@ -219,6 +242,7 @@ fn run(rx: Receiver<Job>, model: &dyn Embedder, metrics: &WorkerMetrics, cfg: &W
             }
         }
         metrics.queue_depth.set(rx.len() as i64);
+        let _back = IdleAgain(idle);
         // Callers that gave up (deadline passed, connection closed) need no work.
         jobs.retain(|j| !j.reply.is_closed());
         if jobs.is_empty() {
@@ -250,6 +274,15 @@ fn run(rx: Receiver<Job>, model: &dyn Embedder, metrics: &WorkerMetrics, cfg: &W
                 }
             }
         }
+    }
+}
+
+/// Counts its thread as idle again when the batch is done (also on `continue`).
+struct IdleAgain<'a>(&'a AtomicUsize);
+
+impl Drop for IdleAgain<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
