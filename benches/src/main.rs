@@ -6,12 +6,15 @@
 //! | `ingest`   | durable upsert throughput over gRPC against a running server               |
 //! | `dataset`  | seeded clustered `.fvecs` sets and exact ground truth (`.ivecs`)            |
 //! | `hnsw`     | in-process HNSW build time, then QPS and recall@10 over an ef sweep         |
+//! | `ivfpq`    | in-process IVF-PQ train and add times, then QPS and recall@10 over a sweep  |
+//! |            | of nprobe × rerank                                                        |
 //! | `search`   | gRPC search load: N clients for a fixed time; QPS, latency, errors, recall  |
 //!
 //! Every loop is bounded by a count; nothing but loopback is contacted.
 
 mod dataset;
 mod hnsw;
+mod ivfpq;
 mod search;
 
 use anyhow::Context;
@@ -95,6 +98,33 @@ enum Cmd {
         /// Then compare filtered graph search with exact bitmap scans (at the first ef).
         #[arg(long)]
         filter_sweep: bool,
+    },
+    /// IVF-PQ in-process: train and add on every core, then search on one thread for each
+    /// (nprobe, rerank).
+    Ivfpq {
+        #[arg(long)]
+        base: std::path::PathBuf,
+        #[arg(long)]
+        queries: std::path::PathBuf,
+        #[arg(long)]
+        gt: std::path::PathBuf,
+        #[arg(long, default_value_t = 1024)]
+        nlist: usize,
+        /// Sub-spaces (bytes per code).
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        /// Comma-separated lists to probe.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64,128")]
+        nprobe: Vec<usize>,
+        /// Comma-separated candidates re-ranked exactly (0: none).
+        #[arg(long, value_delimiter = ',', default_value = "0,10,20,50,100,200")]
+        rerank: Vec<usize>,
+        /// Then compare filtered search with exact bitmap scans (first nprobe, last rerank).
+        #[arg(long)]
+        filter_sweep: bool,
+        /// Passes over the queries per (nprobe, rerank); the fastest is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
     },
     /// Flat search on one thread, against memcpy and a plain read pass over the same bytes.
     Flat {
@@ -337,6 +367,29 @@ async fn main() -> anyhow::Result<()> {
             ef,
             filter_sweep,
         } => hnsw::run(&base, &queries, &gt, m, ef_construction, &ef, filter_sweep),
+        Cmd::Ivfpq {
+            base,
+            queries,
+            gt,
+            nlist,
+            m,
+            nprobe,
+            rerank,
+            filter_sweep,
+            repeat,
+        } => ivfpq::run(
+            &base,
+            &queries,
+            &gt,
+            &ivfpq::Sweep {
+                nlist,
+                m,
+                nprobe: &nprobe,
+                rerank: &rerank,
+                filter_sweep,
+                repeat,
+            },
+        ),
         Cmd::Flat {
             n,
             dim,

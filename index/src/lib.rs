@@ -16,9 +16,10 @@
 //! | `topk.rs`     | the bounded heap that keeps the k closest                        |
 //! | `flat.rs`     | exact search, also the fallback of every other index             |
 //! | `hnsw/`       | HNSW: parallel build, frozen graph, filtered search              |
+//! | `ivfpq/`      | IVF-PQ: k-means lists, product-quantized residuals, ADC scan     |
 //! | `synthetic.rs`| seeded clustered vectors for tests and benchmarks                |
 //!
-//! HNSW and IVF-PQ plug in as further variants of [`IndexKind`].
+//! Each index is a variant of [`IndexKind`].
 
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -26,6 +27,7 @@
 pub mod distance;
 pub mod flat;
 pub mod hnsw;
+pub mod ivfpq;
 pub mod synthetic;
 pub mod topk;
 
@@ -47,7 +49,7 @@ impl<'a> Vectors<'a> {
     /// Wraps `data`, whose length must be a multiple of `dim`.
     pub fn new(data: &'a [f32], dim: usize) -> Self {
         assert!(
-            dim > 0 && data.len() % dim == 0,
+            dim > 0 && data.len().is_multiple_of(dim),
             "vector array is not a whole number of rows"
         );
         Vectors { data, dim }
@@ -124,6 +126,9 @@ pub enum IndexKind {
     Flat(FlatIndex),
     /// HNSW graph.
     Hnsw(hnsw::HnswIndex),
+    /// Inverted lists of product-quantized residuals; searched with the index's own `nprobe`
+    /// and `rerank` (see [`ivfpq::IvfPqIndex::search_with`] for per-request values).
+    IvfPq(ivfpq::IvfPqIndex),
 }
 
 /// Per-request search knobs.
@@ -163,6 +168,7 @@ impl IndexKind {
             IndexKind::Hnsw(h) => {
                 h.search_ef(vectors, metric, query, k, filter, params.ef.unwrap_or(h.ef))
             }
+            IndexKind::IvfPq(i) => i.search(vectors, metric, query, k, filter),
         }
     }
 
@@ -171,6 +177,7 @@ impl IndexKind {
         match self {
             IndexKind::Flat(_) => 0,
             IndexKind::Hnsw(h) => h.graph.memory_bytes(),
+            IndexKind::IvfPq(i) => i.memory_bytes(),
         }
     }
 }

@@ -1,0 +1,173 @@
+//! In-process IVF-PQ benchmark: train and add on every core (each timed), then one search
+//! thread per (nprobe, rerank) of a sweep, reporting QPS and recall@10 against the ground
+//! truth. `benches/peers/ivfpq_peers.py` runs faiss on the same files and prints the same keys.
+
+use crate::dataset::{read_ivecs, recall_at};
+use quiver_client::vecfile::read_all;
+use quiver_index::ivfpq::{IvfPqIndex, IvfPqParams, IvfPqQuantizer, IvfPqSearchParams};
+use quiver_index::{Metric, PointFilter, Vectors};
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+
+/// What to build and which points to sweep.
+pub struct Sweep<'a> {
+    /// Inverted lists.
+    pub nlist: usize,
+    /// Sub-spaces (bytes per code).
+    pub m: usize,
+    /// Lists probed, one sweep row each.
+    pub nprobe: &'a [usize],
+    /// Candidates re-ranked exactly (0: none), one sweep row each.
+    pub rerank: &'a [usize],
+    /// Then compare filtered IVF-PQ search with exact bitmap scans (at the first nprobe and
+    /// the last rerank).
+    pub filter_sweep: bool,
+    /// Passes over the queries per sweep row; the fastest is reported.
+    pub repeat: usize,
+}
+
+/// Runs the benchmark and prints one JSON line per (nprobe, rerank).
+pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow::Result<()> {
+    let (data, dim) = read_all(base)?;
+    let (qs, qdim) = read_all(queries)?;
+    anyhow::ensure!(dim == qdim, "base is {dim}-d, queries {qdim}-d");
+    let truth = read_ivecs(gt)?;
+    let v = Vectors::new(&data, dim);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let params = IvfPqParams {
+        nlist: sweep.nlist,
+        m: sweep.m,
+        ..IvfPqParams::default()
+    };
+    let t = Instant::now();
+    let quantizer = IvfPqQuantizer::train(v, Metric::L2, &params, threads, None)?;
+    let train_s = t.elapsed().as_secs_f64();
+    let report = quantizer
+        .train_report()
+        .copied()
+        .expect("trained here, so reported");
+    println!(
+        "{}",
+        json!({"engine": "quiver-ivfpq", "training": {
+            "coarse_points": report.coarse_points, "coarse_iterations": report.coarse_iterations,
+            "coarse_mse": report.coarse_mse, "coarse_s": report.coarse_secs,
+            "pq_points": report.pq_points, "pq_iterations": report.pq_iterations,
+            "pq_mse": report.pq_mse, "pq_s": report.pq_secs}})
+    );
+    let t = Instant::now();
+    let index = quantizer.add(v, threads, None)?;
+    let add_s = t.elapsed().as_secs_f64();
+    let n = v.len();
+    let serialized = index.to_bytes().len() as f64 / n as f64;
+    for &nprobe in sweep.nprobe {
+        for &rerank in sweep.rerank {
+            let sp = IvfPqSearchParams {
+                nprobe: Some(nprobe),
+                rerank: Some(rerank),
+            };
+            let filter = PointFilter::default();
+            let mut secs = f64::INFINITY;
+            let mut results = Vec::with_capacity(qs.len() / dim);
+            for _ in 0..sweep.repeat.max(1) {
+                results.clear();
+                let t = Instant::now();
+                for q in qs.chunks_exact(dim) {
+                    results.push(index.search_with(v, Metric::L2, q, 10, &filter, sp));
+                }
+                secs = secs.min(t.elapsed().as_secs_f64());
+            }
+            let recall: f64 = results
+                .iter()
+                .zip(&truth)
+                .map(|(r, tr)| {
+                    let ids: Vec<u32> = r.iter().map(|n| n.key).collect();
+                    recall_at(10, &ids, tr)
+                })
+                .sum();
+            let nq = results.len();
+            let engine = if rerank == 0 {
+                "quiver-ivfpq"
+            } else {
+                "quiver-ivfpq-rerank"
+            };
+            println!(
+                "{}",
+                json!({"engine": engine, "n": n, "dim": dim, "nlist": index.nlist(), "m": sweep.m, "nbits": 8,
+                       "threads": threads, "train_s": train_s, "add_s": add_s,
+                       "code_bytes_per_vector": index.code_bytes_per_vector(), "bytes_per_vector": index.bytes_per_vector(),
+                       "serialized_bytes_per_vector": serialized,
+                       "nprobe": nprobe, "rerank": rerank, "repeat": sweep.repeat.max(1),
+                       "qps_1_thread": nq as f64 / secs, "recall_at_10": recall / nq as f64})
+            );
+        }
+    }
+    if sweep.filter_sweep {
+        let sp = IvfPqSearchParams {
+            nprobe: sweep.nprobe.first().copied(),
+            rerank: sweep.rerank.last().copied(),
+        };
+        sweep_filters(&index, v, &qs, dim, sp);
+    }
+    Ok(())
+}
+
+/// For filters keeping a share of points, QPS and recall@10 of IVF-PQ under the filter and of
+/// an exact scan of the filter's bitmap: where they cross is the planner's switch point.
+fn sweep_filters(
+    index: &IvfPqIndex,
+    v: Vectors<'_>,
+    qs: &[f32],
+    dim: usize,
+    sp: IvfPqSearchParams,
+) {
+    let n = v.len() as u32;
+    for per_mille in [1u32, 2, 5, 10, 20, 50, 100, 200, 500] {
+        // A fixed pseudo-random subset: multiplicative hashing of the id.
+        let allowed: quiver_index::RoaringBitmap = (0..n)
+            .filter(|i| i.wrapping_mul(2_654_435_761) % 1000 < per_mille)
+            .collect();
+        let f = PointFilter {
+            allowed: Some(&allowed),
+            deleted: None,
+        };
+        let queries: Vec<&[f32]> = qs.chunks_exact(dim).take(200).collect();
+        let t = Instant::now();
+        let exact: Vec<Vec<u32>> = queries
+            .iter()
+            .map(|q| {
+                quiver_index::flat::exact_search(v, Metric::L2, q, 10, &f)
+                    .iter()
+                    .map(|n| n.key)
+                    .collect()
+            })
+            .collect();
+        let exact_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let ivf: Vec<Vec<u32>> = queries
+            .iter()
+            .map(|q| {
+                index
+                    .search_lists(v, Metric::L2, q, 10, &f, sp)
+                    .iter()
+                    .map(|n| n.key)
+                    .collect()
+            })
+            .collect();
+        let ivf_s = t.elapsed().as_secs_f64();
+        let recall: f64 = ivf
+            .iter()
+            .zip(&exact)
+            .map(|(a, b)| recall_at(10, a, b))
+            .sum::<f64>()
+            / queries.len() as f64;
+        let nq = queries.len() as f64;
+        println!(
+            "{}",
+            json!({"filter_share": per_mille as f64 / 1000.0, "admitted": allowed.len(),
+                   "nprobe": sp.nprobe, "rerank": sp.rerank,
+                   "exact_qps": nq / exact_s, "ivfpq_qps": nq / ivf_s, "ivfpq_recall_at_10": recall,
+                   "model_prefers_exact": index.prefers_exact(allowed.len(), sp)})
+        );
+    }
+}
