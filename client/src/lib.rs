@@ -14,6 +14,7 @@ pub mod vecfile;
 pub use quiver_proto::v1 as pb;
 use quiver_proto::v1::collections_client::CollectionsClient;
 use quiver_proto::v1::documents_client::DocumentsClient;
+use quiver_proto::v1::generation_client::GenerationClient;
 use quiver_proto::v1::points_client::PointsClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -79,6 +80,8 @@ pub struct Client {
     pub points: PointsClient<Chan>,
     /// The Documents service.
     pub documents: DocumentsClient<Chan>,
+    /// The Generation service.
+    pub generation: GenerationClient<Chan>,
 }
 
 /// Adds `http://` when the address has no scheme.
@@ -132,7 +135,10 @@ impl Client {
             points: PointsClient::new(chan.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            documents: DocumentsClient::new(chan)
+            documents: DocumentsClient::new(chan.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            generation: GenerationClient::new(chan)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
         })

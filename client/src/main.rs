@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tokio::task::JoinSet;
 
+mod ask;
 mod docs;
 
 #[derive(Parser)]
@@ -53,6 +54,10 @@ enum Cmd {
     Ingest(docs::IngestArgs),
     /// Search a document collection by text.
     SearchText(docs::SearchTextArgs),
+    /// Answer a question from a document collection, with citations (RAG).
+    Ask(ask::AskArgs),
+    /// Generate text with the server's language model.
+    Generate(ask::GenerateArgs),
     /// Import vectors from a .fvecs, .npy or .jsonl file.
     Import {
         collection: String,
@@ -335,6 +340,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Collection(c) => collection(&mut client, c, as_json).await,
         Cmd::Ingest(a) => docs::ingest(client, a, as_json).await,
         Cmd::SearchText(a) => docs::search_text(client, a, as_json).await,
+        Cmd::Ask(a) => ask::ask(client, a, as_json).await,
+        Cmd::Generate(a) => ask::generate(client, a, as_json).await,
         Cmd::Import {
             collection,
             file,

@@ -38,7 +38,7 @@ impl Service {
     }
 
     /// A collection that takes documents, and the worker for its model.
-    fn text_collection(&self, name: &str) -> Result<(Arc<Collection>, Arc<EmbedWorker>), Status> {
+    pub(crate) fn text_collection(&self, name: &str) -> Result<(Arc<Collection>, Arc<EmbedWorker>), Status> {
         let c = self.collection(name)?;
         let Some(model) = c.config().embedding_model else {
             return Err(Status::failed_precondition(format!(
@@ -55,7 +55,7 @@ impl Service {
         Ok((c, w.clone()))
     }
 
-    async fn embed_texts(
+    pub(crate) async fn embed_texts(
         &self,
         w: &EmbedWorker,
         texts: Vec<String>,
@@ -66,7 +66,7 @@ impl Service {
 
     /// How long a request may wait for room in the model's queue: most of its deadline, so
     /// that a full queue answers RESOURCE_EXHAUSTED before the deadline passes.
-    fn queue_wait(&self, md: &tonic::metadata::MetadataMap) -> Duration {
+    pub(crate) fn queue_wait(&self, md: &tonic::metadata::MetadataMap) -> Duration {
         let asked = md
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())

@@ -17,6 +17,8 @@
 //! | `documents.rs` | the Documents service: ingest, search by text |
 //! | `embed/`     | embedding back-ends and the batching worker     |
 //! | `chunk.rs`   | documents → chunks measured in model tokens     |
+//! | `generate/`  | SmolLM2 from GGUF: tokenizer, decoding loop     |
+//! | `rag.rs`     | the Generation service: Generate and Ask        |
 //! | `snapshots.rs` | streaming snapshots out and restoring them in |
 //! | `convert.rs` | wire ↔ storage types                            |
 //! | `status.rs`  | storage errors → gRPC status codes (one place)  |
@@ -29,7 +31,9 @@ pub mod convert;
 pub mod deadline;
 pub mod documents;
 pub mod embed;
+pub mod generate;
 pub mod metrics;
+pub mod rag;
 pub mod service;
 pub mod snapshots;
 pub mod status;

@@ -1,13 +1,14 @@
 //! `quiver-server`: Quiver's server binary. The pieces live in the library (`lib.rs`); this file
 //! parses the command line, opens storage and runs the gRPC and metrics listeners.
 
-use quiver_server::{auth, config, deadline, embed, metrics, service};
+use quiver_server::{auth, config, deadline, embed, generate, metrics, rag, service};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, Overrides};
 use quiver_proto::v1::collections_server::CollectionsServer;
 use quiver_proto::v1::documents_server::DocumentsServer;
+use quiver_proto::v1::generation_server::GenerationServer;
 use quiver_proto::v1::points_server::PointsServer;
 use quiver_storage::{Storage, StorageOptions};
 use std::io::Write;
@@ -42,6 +43,10 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: no other thread exists yet (the runtime and workers start below).
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     }
+    // The generation model's weights are dequantized to f32 at load: candle reads this once per
+    // thread, before loading. Q4_1 arithmetic gives wrong greedy answers on this small model.
+    // SAFETY: as above, no other thread exists yet.
+    unsafe { std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1") };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log)
@@ -138,18 +143,26 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
     if let Err(why) = &embed {
         tracing::warn!("documents and text search are unavailable: {why}");
     }
+    let generation = start_generator(&config);
+    if let Err(why) = &generation {
+        tracing::warn!("generation and Ask are unavailable: {why}");
+    }
     let svc = service::Service {
         storage: storage.clone(),
         metrics,
         flush_threshold: config.flush_threshold,
         embed,
         request_timeout: config.request_timeout,
+        generation: Arc::new(rag::GenSlot::new(generation)),
     };
     let limit = config.max_message_bytes;
     let collections = CollectionsServer::new(svc.clone())
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
     let points = PointsServer::new(svc.clone())
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let generation_svc = GenerationServer::new(svc.clone())
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
     let documents = DocumentsServer::new(svc)
@@ -164,6 +177,9 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
         .await;
     health_reporter
         .set_serving::<DocumentsServer<service::Service>>()
+        .await;
+    health_reporter
+        .set_serving::<GenerationServer<service::Service>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(quiver_proto::FILE_DESCRIPTOR_SET)
@@ -201,6 +217,7 @@ async fn run(config: Config, storage: Arc<Storage>) -> anyhow::Result<()> {
             .add_service(collections)
             .add_service(points)
             .add_service(documents)
+            .add_service(generation_svc)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             }),
@@ -253,6 +270,15 @@ fn start_embedder(
         queue: e.queue,
     };
     Ok(Arc::new(embed::EmbedWorker::start(model, cfg, wm)))
+}
+
+/// Loads the generation model; the error says how to install it.
+fn start_generator(config: &Config) -> Result<Arc<generate::Generator>, String> {
+    let t = std::time::Instant::now();
+    let g = generate::Generator::load(&config.models_dir.join(generate::FOLDER))
+        .map_err(|e| e.to_string())?;
+    tracing::info!(model = generate::NAME, secs = t.elapsed().as_secs_f64(), "generation model loaded");
+    Ok(Arc::new(g))
 }
 
 /// How long requests under way may take to finish after a stop signal.

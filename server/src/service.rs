@@ -24,6 +24,8 @@ pub struct Service {
     pub embed: Result<Arc<crate::embed::EmbedWorker>, String>,
     /// Longest a request waits for room in a model's queue.
     pub request_timeout: std::time::Duration,
+    /// The generation model and its queue.
+    pub generation: Arc<crate::rag::GenSlot>,
 }
 
 /// Runs a storage call on the blocking pool.

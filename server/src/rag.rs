@@ -1,0 +1,352 @@
+//! The gRPC service `quiver.v1.Generation`: Generate (prompt or chat → streamed text) and Ask
+//! (question → retrieve from a document collection → grounded, cited answer).
+//!
+//! One generation runs at a time; up to `MAX_WAITING` more wait for it, and further callers get
+//! RESOURCE_EXHAUSTED at once. The model runs on the blocking pool and streams text through a
+//! channel; when the client goes away the channel closes and generation stops.
+
+use crate::convert;
+use crate::generate::tokenizer::{Message, chat_prompt};
+use crate::generate::{GenOutcome, GenParams, Generator};
+use crate::service::{OwnedSearch, Service, blocking};
+use crate::status::{invalid, model_status};
+use quiver_proto::v1 as pb;
+use quiver_proto::v1::generation_server::Generation;
+use serde_json::Value;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// Callers that may wait for the model while it is busy.
+const MAX_WAITING: usize = 16;
+/// Most context chunks an Ask may request.
+const MAX_ASK_K: u32 = 8;
+/// Cosine similarity below which a chunk is not context for an answer. all-MiniLM-L6-v2 gives
+/// unrelated sentence pairs scores near 0 (the golden pairs: -0.05) and paraphrases 0.5 and up.
+const DEFAULT_MIN_SCORE: f32 = 0.3;
+/// The answer when no chunk is relevant enough.
+pub const NO_CONTEXT_ANSWER: &str =
+    "I don't know: no passage in this collection matches the question.";
+
+/// The generation model and its queue.
+pub struct GenSlot {
+    /// The model, or why it is not loaded.
+    pub model: Result<Arc<Generator>, String>,
+    turn: Semaphore,
+    waiting: AtomicUsize,
+}
+
+impl GenSlot {
+    /// Wraps a loaded model (or the reason it is missing).
+    pub fn new(model: Result<Arc<Generator>, String>) -> GenSlot {
+        GenSlot {
+            model,
+            turn: Semaphore::new(1),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    fn model(&self) -> Result<Arc<Generator>, Status> {
+        self.model.clone().map_err(Status::failed_precondition)
+    }
+
+    /// Waits for the model's turn, or refuses when too many wait already.
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Status::resource_exhausted(format!(
+                "the generation queue is full ({MAX_WAITING} requests wait); retry later"
+            )));
+        }
+        let permit = self.turn.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        permit.map_err(|_| Status::unavailable("the generation model has stopped"))
+    }
+}
+
+fn params(
+    max_tokens: u32,
+    default_max: usize,
+    temperature: f32,
+    top_p: f32,
+    top_k: u32,
+    stop: Vec<String>,
+    seed: u64,
+) -> Result<GenParams, Status> {
+    if !temperature.is_finite() || !(0.0..=5.0).contains(&temperature) {
+        return Err(invalid(format!(
+            "temperature {temperature} is out of range (0 to 5)"
+        )));
+    }
+    if !top_p.is_finite() || !(0.0..=1.0).contains(&top_p) {
+        return Err(invalid(format!("top_p {top_p} is out of range (0 to 1)")));
+    }
+    if stop.iter().any(String::is_empty) || stop.len() > 16 {
+        return Err(invalid("stop sequences must be non-empty, at most 16"));
+    }
+    Ok(GenParams {
+        max_tokens: if max_tokens == 0 {
+            default_max
+        } else {
+            max_tokens as usize
+        },
+        temperature: temperature as f64,
+        top_p: top_p as f64,
+        top_k: top_k as usize,
+        stop,
+        seed,
+    })
+}
+
+type GenStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateResponse, Status>> + Send>>;
+type AskStream = Pin<Box<dyn Stream<Item = Result<pb::AskResponse, Status>> + Send>>;
+
+/// Runs the model on the blocking pool; each piece of text goes through `piece`.
+async fn run_model<T: Send + 'static>(
+    model: Arc<Generator>,
+    prompt: Vec<u32>,
+    p: GenParams,
+    tx: mpsc::Sender<Result<T, Status>>,
+    piece: fn(&str) -> T,
+) -> Result<GenOutcome, Status> {
+    tokio::task::spawn_blocking(move || {
+        model.generate(&prompt, &p, &mut |s| tx.blocking_send(Ok(piece(s))).is_ok())
+    })
+    .await
+    .map_err(|e| Status::internal(format!("generation task failed: {e}")))?
+    .map_err(model_status)
+}
+
+#[tonic::async_trait]
+impl Generation for Service {
+    type GenerateStream = GenStream;
+    type AskStream = AskStream;
+
+    async fn generate(
+        &self,
+        req: Request<pb::GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStream>, Status> {
+        let r = req.into_inner();
+        let model = self.generation.model()?;
+        let text = if !r.messages.is_empty() {
+            let mut msgs = Vec::new();
+            for m in r.messages {
+                if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+                    return Err(invalid(format!(
+                        "role {:?} must be system, user or assistant",
+                        m.role
+                    )));
+                }
+                msgs.push(Message {
+                    role: m.role,
+                    content: m.content,
+                });
+            }
+            chat_prompt(&msgs)
+        } else if r.prompt.trim().is_empty() {
+            return Err(invalid("give a prompt or messages"));
+        } else if r.raw {
+            r.prompt
+        } else {
+            chat_prompt(&[Message {
+                role: "user".into(),
+                content: r.prompt,
+            }])
+        };
+        let p = params(
+            r.max_tokens,
+            256,
+            r.temperature,
+            r.top_p,
+            r.top_k,
+            r.stop,
+            r.seed,
+        )?;
+        let ids = model.tokenizer.encode(&text).map_err(model_status)?;
+        if ids.len() + p.max_tokens > model.context() {
+            return Err(invalid(format!(
+                "prompt ({} tokens) plus max_tokens ({}) exceed the model's context of {}",
+                ids.len(),
+                p.max_tokens,
+                model.context()
+            )));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let turn = match svc.generation.turn().await {
+                Ok(t) => t,
+                Err(e) => return drop(tx.send(Err(e)).await),
+            };
+            let piece = |s: &str| pb::GenerateResponse {
+                text: s.to_string(),
+                ..Default::default()
+            };
+            let out = run_model(model, ids, p, tx.clone(), piece).await;
+            drop(turn);
+            let last = out.map(|o| pb::GenerateResponse {
+                done: true,
+                stop_reason: o.reason.name().into(),
+                prompt_tokens: o.prompt_tokens as u32,
+                completion_tokens: o.completion_tokens as u32,
+                tokens_per_second: rate(&o),
+                first_token_ms: o.first_token_secs * 1e3,
+                ..Default::default()
+            });
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn ask(&self, req: Request<pb::AskRequest>) -> Result<Response<Self::AskStream>, Status> {
+        let wait = self.queue_wait(req.metadata());
+        let r = req.into_inner();
+        if r.question.trim().is_empty() {
+            return Err(invalid("the question is empty"));
+        }
+        if r.k > MAX_ASK_K {
+            return Err(invalid(format!(
+                "k {} is above {MAX_ASK_K} context chunks",
+                r.k
+            )));
+        }
+        let model = self.generation.model()?;
+        let p = params(r.max_tokens, 200, r.temperature, 0.0, 0, Vec::new(), r.seed)?;
+        let t0 = Instant::now();
+        let (c, w) = self.text_collection(&r.collection)?;
+        let vector = self
+            .embed_texts(&w, vec![r.question.clone()], wait)
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let s = OwnedSearch::from_pb(pb::SearchRequest {
+            collection: r.collection,
+            vector,
+            k: if r.k == 0 { 4 } else { r.k },
+            filter: r.filter,
+            with_payload: true,
+            ..Default::default()
+        })?;
+        let hits = blocking(move || c.search(&s.borrow())).await?;
+        let retrieve_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let min_score = if r.min_score == 0.0 {
+            DEFAULT_MIN_SCORE
+        } else {
+            r.min_score
+        };
+        let citations: Vec<pb::Citation> = hits
+            .into_iter()
+            .filter(|h| h.score.is_some_and(|s| s >= min_score))
+            .enumerate()
+            .map(|(i, h)| {
+                let hit = convert::scored_pb(h);
+                let payload: Value = serde_json::from_str(&hit.payload_json).unwrap_or_default();
+                pb::Citation {
+                    number: i as u32 + 1,
+                    doc_id: payload["doc_id"].as_str().unwrap_or_default().to_string(),
+                    chunk: payload["chunk"].as_u64().unwrap_or_default() as u32,
+                    score: hit.score,
+                    text: payload["text"].as_str().unwrap_or_default().to_string(),
+                    cited: false,
+                }
+            })
+            .collect();
+        if citations.is_empty() {
+            // Nothing relevant was found: say so rather than let the model guess.
+            let answer = pb::AskResponse {
+                text: NO_CONTEXT_ANSWER.into(),
+                ..Default::default()
+            };
+            let last = pb::AskResponse {
+                done: true,
+                stop_reason: "no_context".into(),
+                timings: Some(pb::AskTimings {
+                    retrieve_ms,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let stream = tokio_stream::iter(vec![Ok(answer), Ok(last)]);
+            return Ok(Response::new(Box::pin(stream)));
+        }
+        let prompt = ask_prompt(&r.question, &citations);
+        let ids = model.tokenizer.encode(&prompt).map_err(model_status)?;
+        let (tx, rx) = mpsc::channel(64);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let turn = match svc.generation.turn().await {
+                Ok(t) => t,
+                Err(e) => return drop(tx.send(Err(e)).await),
+            };
+            let piece = |s: &str| pb::AskResponse {
+                text: s.to_string(),
+                ..Default::default()
+            };
+            let out = run_model(model, ids, p, tx.clone(), piece).await;
+            drop(turn);
+            let last = out.map(|o| {
+                let mut citations = citations;
+                for c in &mut citations {
+                    c.cited = o.text.contains(&format!("[{}]", c.number));
+                }
+                pb::AskResponse {
+                    done: true,
+                    citations,
+                    stop_reason: o.reason.name().into(),
+                    timings: Some(pb::AskTimings {
+                        retrieve_ms,
+                        prompt_ms: o.first_token_secs * 1e3,
+                        generate_ms: o.secs * 1e3,
+                        first_token_ms: retrieve_ms + o.first_token_secs * 1e3,
+                        prompt_tokens: o.prompt_tokens as u32,
+                        completion_tokens: o.completion_tokens as u32,
+                    }),
+                    ..Default::default()
+                }
+            });
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+fn rate(o: &GenOutcome) -> f64 {
+    let decode = o.secs - o.first_token_secs;
+    if o.completion_tokens > 1 && decode > 0.0 {
+        (o.completion_tokens - 1) as f64 / decode
+    } else {
+        0.0
+    }
+}
+
+/// The instructions given with the retrieved context.
+pub const ASK_SYSTEM: &str = "You answer questions using only the numbered context passages. \
+Quote the facts you use and cite their numbers like [1]. If the passages do not contain the \
+answer, say: I don't know.";
+
+/// The chat prompt of an Ask: the rules, the numbered passages, the question.
+pub fn ask_prompt(question: &str, context: &[pb::Citation]) -> String {
+    let mut user = String::from("Context:\n");
+    for c in context {
+        user.push_str(&format!("[{}] {}\n", c.number, c.text.trim()));
+    }
+    user.push_str(&format!("\nQuestion: {}", question.trim()));
+    chat_prompt(&[
+        Message {
+            role: "system".into(),
+            content: ASK_SYSTEM.into(),
+        },
+        Message {
+            role: "user".into(),
+            content: user,
+        },
+    ])
+}
