@@ -9,12 +9,16 @@
 //! | `ivfpq`    | in-process IVF-PQ train and add times, then QPS and recall@10 over a sweep  |
 //! |            | of nprobe × rerank                                                        |
 //! | `search`   | gRPC search load: N clients for a fixed time; QPS, latency, errors, recall  |
+//! | `embed`    | embedding throughput of a server; with `--out`, a real-text vector set      |
+//! | `ask`      | RAG latency of a server: first answer text, total, generation tokens/s      |
 //!
 //! Every loop is bounded by a count; nothing but loopback is contacted.
 
 mod dataset;
+mod embed;
 mod hnsw;
 mod ivfpq;
+mod rag;
 mod search;
 
 use anyhow::Context;
@@ -52,6 +56,46 @@ enum Cmd {
         queries: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Embed a text file's lines through a running server: texts/s and tokens/s; with --out,
+    /// also write them as a vector set (base, held-out queries, exact top-100).
+    Embed {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// The server's metrics address, to count tokens (quiver_embed_tokens_total).
+        #[arg(long)]
+        metrics_addr: Option<String>,
+        /// One text per line.
+        #[arg(long)]
+        texts: std::path::PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Texts per request.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Output prefix for PREFIX.base.fvecs, PREFIX.query.fvecs, PREFIX.gt.ivecs.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Lines held out as queries (with --out).
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+    },
+    /// Ask a running server each question of a file (one per line), one at a time.
+    Ask {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        #[arg(long)]
+        collection: String,
+        #[arg(long)]
+        questions: std::path::PathBuf,
+        #[arg(long, default_value_t = 64)]
+        max_tokens: u32,
+        /// Measured passes over the questions (after one warm-up pass).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// Search a running server with concurrent clients for a fixed time.
     Search {
@@ -313,6 +357,35 @@ async fn ingest(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::Ask {
+            addr,
+            collection,
+            questions,
+            max_tokens,
+            rounds,
+        } => rag::run(&addr, &collection, &questions, max_tokens, rounds).await,
+        Cmd::Embed {
+            addr,
+            metrics_addr,
+            texts,
+            limit,
+            clients,
+            batch,
+            out,
+            queries,
+        } => {
+            embed::run(embed::EmbedArgs {
+                addr,
+                metrics_addr,
+                texts,
+                limit,
+                clients,
+                batch,
+                out,
+                queries,
+            })
+            .await
+        }
         Cmd::Dataset {
             out,
             n,
