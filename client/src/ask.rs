@@ -29,6 +29,9 @@ pub struct AskArgs {
     /// Chunks below this cosine similarity are not context (0: the server's 0.3; -1: keep all).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     min_score: f32,
+    /// Do not answer from the semantic cache.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// Arguments of `quiver generate`.
@@ -71,6 +74,7 @@ pub async fn ask(mut client: Client, a: AskArgs, as_json: bool) -> anyhow::Resul
         temperature: a.temperature,
         seed: a.seed,
         min_score: a.min_score,
+        no_cache: a.no_cache,
     };
     let mut stream = client.generation.ask(req).await?.into_inner();
     let mut answer = String::new();
@@ -92,13 +96,20 @@ pub async fn ask(mut client: Client, a: AskArgs, as_json: bool) -> anyhow::Resul
             .collect();
         println!(
             "{}",
-            json!({"answer": answer, "citations": cites, "stop_reason": last.stop_reason,
+            json!({"answer": answer, "citations": cites, "stop_reason": last.stop_reason, "cached": last.cached,
                    "timings": {"retrieve_ms": t.retrieve_ms, "prompt_ms": t.prompt_ms, "generate_ms": t.generate_ms,
                                "first_token_ms": t.first_token_ms, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens}})
         );
         return Ok(());
     }
-    println!("\n\nSources:");
+    println!(
+        "\n\nSources{}:",
+        if last.cached {
+            " (answer from the cache)"
+        } else {
+            ""
+        }
+    );
     for c in &last.citations {
         let text: String = c.text.split_whitespace().collect::<Vec<_>>().join(" ");
         let short: String = text.chars().take(100).collect();

@@ -38,6 +38,57 @@ pub struct GenSlot {
     pub model: Result<Arc<Generator>, String>,
     turn: Semaphore,
     waiting: AtomicUsize,
+    cache: AnswerCache,
+}
+
+/// Cosine similarity of two questions' embeddings above which one's answer serves the other.
+const CACHE_SIMILARITY: f32 = 0.95;
+/// Answers remembered, over all collections (oldest dropped first).
+const CACHE_ENTRIES: usize = 1024;
+
+/// A remembered greedy answer, valid while its collection has not changed.
+struct CachedAnswer {
+    collection: u64,
+    version: u64,
+    settings: String,
+    question: Vec<f32>,
+    text: String,
+    last: pb::AskResponse,
+}
+
+/// The semantic answer cache: greedy Asks on an unchanged collection, with the same settings
+/// and a question embedding within `CACHE_SIMILARITY`, get the earlier answer.
+#[derive(Default)]
+struct AnswerCache {
+    entries: std::sync::Mutex<std::collections::VecDeque<CachedAnswer>>,
+}
+
+impl AnswerCache {
+    fn lookup(
+        &self,
+        collection: u64,
+        version: u64,
+        settings: &str,
+        q: &[f32],
+    ) -> Option<(String, pb::AskResponse)> {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        // Answers from before the collection's last write are stale: drop them.
+        e.retain(|c| c.collection != collection || c.version == version);
+        e.iter()
+            .filter(|c| c.collection == collection && c.settings == settings)
+            .map(|c| (crate::embed::cosine(&c.question, q), c))
+            .filter(|(s, _)| *s >= CACHE_SIMILARITY)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, c)| (c.text.clone(), c.last.clone()))
+    }
+
+    fn insert(&self, entry: CachedAnswer) {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if e.len() >= CACHE_ENTRIES {
+            e.pop_front();
+        }
+        e.push_back(entry);
+    }
 }
 
 impl GenSlot {
@@ -47,6 +98,7 @@ impl GenSlot {
             model,
             turn: Semaphore::new(1),
             waiting: AtomicUsize::new(0),
+            cache: AnswerCache::default(),
         }
     }
 
@@ -225,6 +277,29 @@ impl Generation for Service {
             .await?
             .pop()
             .unwrap_or_default();
+        let (coll_id, version) = (c.id.0, c.last_seq());
+        let settings = format!("{}|{}|{}|{:?}", r.k, r.min_score, p.max_tokens, r.filter);
+        let cacheable = p.temperature == 0.0 && !r.no_cache;
+        if cacheable {
+            let hit = self
+                .generation
+                .cache
+                .lookup(coll_id, version, &settings, &vector);
+            if let Some((text, mut last)) = hit {
+                last.cached = true;
+                last.timings = Some(pb::AskTimings {
+                    retrieve_ms: t0.elapsed().as_secs_f64() * 1e3,
+                    ..Default::default()
+                });
+                let answer = pb::AskResponse {
+                    text,
+                    ..Default::default()
+                };
+                let stream = tokio_stream::iter(vec![Ok(answer), Ok(last)]);
+                return Ok(Response::new(Box::pin(stream)));
+            }
+        }
+        let question_vector = vector.clone();
         let s = OwnedSearch::from_pb(pb::SearchRequest {
             collection: r.collection,
             vector,
@@ -291,11 +366,12 @@ impl Generation for Service {
             let out = run_model(model, ids, p, tx.clone(), piece).await;
             drop(turn);
             let last = out.map(|o| {
+                let answer = o.text.clone();
                 let mut citations = citations;
                 for c in &mut citations {
                     c.cited = o.text.contains(&format!("[{}]", c.number));
                 }
-                pb::AskResponse {
+                let last = pb::AskResponse {
                     done: true,
                     citations,
                     stop_reason: o.reason.name().into(),
@@ -308,7 +384,22 @@ impl Generation for Service {
                         completion_tokens: o.completion_tokens as u32,
                     }),
                     ..Default::default()
+                };
+                (answer, last)
+            });
+            let last = last.map(|(answer, last)| {
+                let complete = matches!(last.stop_reason.as_str(), "end_of_turn" | "length");
+                if cacheable && complete {
+                    svc.generation.cache.insert(CachedAnswer {
+                        collection: coll_id,
+                        version,
+                        settings,
+                        question: question_vector,
+                        text: answer,
+                        last: last.clone(),
+                    });
                 }
+                last
             });
             let _ = tx.send(last).await;
         });

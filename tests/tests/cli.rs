@@ -137,3 +137,71 @@ async fn cli_tour() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The documents tour of the README: create with a model, ingest a folder, search by text, ask.
+#[tokio::test]
+async fn cli_documents_tour() {
+    let dir = temp_dir("clidocs");
+    let notes = dir.join("notes");
+    std::fs::create_dir_all(notes.join("sub")).unwrap();
+    std::fs::write(
+        notes.join("keys.md"),
+        "# API keys\n\nTo rotate the API keys, start the server with a new QUIVER_API_KEY and \
+         restart the clients with the new key.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        notes.join("sub/backup.txt"),
+        "Backups are snapshots: run quiver snapshot create to write one, and snapshot restore \
+         to load it into a new collection.",
+    )
+    .unwrap();
+    std::fs::write(notes.join("ignored.bin"), [0u8, 159, 146, 150]).unwrap();
+    let server = ServerProcess::start(&dir.join("data"), &[]);
+    let a = server.addr.as_str();
+    let info = ok_json(
+        a,
+        &[
+            "collection",
+            "create",
+            "notes",
+            "--model",
+            "all-minilm-l6-v2",
+        ],
+    );
+    assert_eq!(info["dim"], 384);
+    let done = ok_json(a, &["ingest", "notes", notes.to_str().unwrap()]);
+    assert_eq!(
+        (done["documents"].as_u64(), done["chunks"].as_u64()),
+        (Some(2), Some(2)),
+        "{done}"
+    );
+    let hits = ok_json(
+        a,
+        &[
+            "search-text",
+            "notes",
+            "how do I restore a backup?",
+            "-k",
+            "1",
+        ],
+    );
+    assert_eq!(
+        hits["hits"][0]["payload"]["doc_id"], "sub/backup.txt",
+        "{hits}"
+    );
+    assert_eq!(
+        hits["hits"][0]["payload"]["metadata"]["path"],
+        "sub/backup.txt"
+    );
+    let answer = ok_json(a, &["ask", "notes", "How do I rotate the API keys?"]);
+    assert_eq!(answer["citations"][0]["doc_id"], "keys.md", "{answer}");
+    assert!(!answer["answer"].as_str().unwrap().is_empty());
+    // Documents sent to a plain vector collection: a clear error and a non-zero exit.
+    ok_json(a, &["collection", "create", "plain", "--dim", "4"]);
+    let out = quiver(a, &["ingest", "plain", notes.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no embedding model"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -197,6 +197,53 @@ async fn ask_answers_from_the_right_document_with_citations() {
         );
         assert_eq!(last.stop_reason, "end_of_turn");
     }
+    // The semantic cache: the same question (the embedding model is uncased) is answered from
+    // it; a write to the collection invalidates it; no_cache skips it.
+    let (first, last) = ask(&mut c, question("How tall is Mount Etna?"))
+        .await
+        .unwrap();
+    assert!(last.cached, "asked before on the unchanged collection");
+    let (again, last) = ask(&mut c, question("how tall is mount etna?"))
+        .await
+        .unwrap();
+    assert!(last.cached);
+    assert_eq!(again, first);
+    assert_eq!(last.citations[0].doc_id, "etna");
+    let (_, last) = ask(
+        &mut c,
+        pb::AskRequest {
+            no_cache: true,
+            ..question("How tall is Mount Etna?")
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!last.cached);
+    let (_, last) = ask(
+        &mut c,
+        pb::AskRequest {
+            max_tokens: 50,
+            ..question("How tall is Mount Etna?")
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!last.cached, "other settings, other cache entry");
+    c.upsert(
+        "kb",
+        vec![pb::Point {
+            id: Some(quiver_client::num_id(99)),
+            vector: vec![0.05; 384],
+            payload_json: "{}".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    let (answer, last) = ask(&mut c, question("How tall is Mount Etna?"))
+        .await
+        .unwrap();
+    assert!(!last.cached, "a write invalidates the cached answers");
+    assert_eq!(answer, first, "greedy: the same answer, computed again");
     // Nothing relevant: no guess.
     let (answer, last) = ask(&mut c, question("Who won the football world cup in 1998?"))
         .await

@@ -285,6 +285,12 @@ impl Collection {
         n
     }
 
+    /// Sequence number of the last write applied to this collection: any upsert or delete
+    /// changes it (caches of derived answers key on it).
+    pub fn last_seq(&self) -> u64 {
+        self.state.read().last_seq.0
+    }
+
     /// Live statistics.
     pub fn stats(&self) -> CollectionStats {
         let s = self.state.read();
