@@ -62,7 +62,9 @@ fn cancelled(cancel: Option<&AtomicBool>) -> bool {
 
 impl IvfPqQuantizer {
     /// Trains the coarse quantizer and the product quantizer on a sample of `vectors`, on
-    /// `threads` threads. Deterministic for a given `params.seed`, whatever the thread count.
+    /// `threads` threads. Deterministic for a given `params.seed`, whatever the thread count, on
+    /// a given CPU (AVX-512, AVX2 and the plain loops round differently, which can settle a
+    /// near tie between two centroids the other way).
     pub fn train(
         vectors: Vectors<'_>,
         metric: Metric,

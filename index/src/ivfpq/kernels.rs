@@ -15,8 +15,9 @@
 /// Centroids per transposed block.
 pub(super) const BLOCK: usize = 16;
 
-/// The instruction sets the kernels are compiled for; the best the CPU has is chosen once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The instruction sets the kernels are compiled for, each including the ones before it; the
+/// best the CPU has is chosen once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Isa {
     /// Plain loops (the twins).
     Scalar,
@@ -143,26 +144,51 @@ impl Centroids {
             Isa::Avx2 => 4,
             Isa::Avx512 => 8,
         };
-        assert!(Isa::available().contains(&isa), "{isa:?} is not available");
+        assert!(isa <= Isa::best(), "{isa:?} is not available");
+        let dim = self.dim;
+        // Short rows (PQ sub-vectors): 16 points to the lanes of one register instead.
+        let in_lanes = isa == Isa::Avx512 && matches!(dim, 4 | 8 | 16);
         let mut p = 0;
         while p < n {
-            let rows = if n - p >= tile { tile } else { 1 };
-            let block = &points[p * self.dim..(p + rows) * self.dim];
+            let rows = if in_lanes && n - p >= 16 {
+                16
+            } else if n - p >= tile {
+                tile
+            } else {
+                1
+            };
+            let block = &points[p * dim..(p + rows) * dim];
             let (bi, bd) = (&mut idx[p..p + rows], &mut dist[p..p + rows]);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU has `isa` (asserted above); `block` holds `rows` whole points of
-            // `self.dim`, `bi` and `bd` have `rows` slots, and the kernels read only those and
-            // this centroid set's arrays, whose sizes `new` fixed.
+            // `dim` (and `lanes` those 16 points transposed, `dim` ≤ 16), `bi` and `bd` have
+            // `rows` slots, and the kernels read only those and this centroid set's arrays,
+            // whose sizes `new` fixed.
             unsafe {
                 use super::simd;
-                match (isa, rows) {
-                    (Isa::Avx512, 8) => simd::nearest_avx512::<8>(self, block, bi, bd),
-                    (Isa::Avx512, _) => simd::nearest_avx512::<1>(self, block, bi, bd),
-                    (Isa::Avx2, 4) => simd::nearest_avx2::<4>(self, block, bi, bd),
-                    _ => simd::nearest_avx2::<1>(self, block, bi, bd),
+                if rows == 16 {
+                    let mut lanes = [0f32; 16 * 16];
+                    for (i, x) in block.chunks_exact(dim).enumerate() {
+                        for (d, v) in x.iter().enumerate() {
+                            lanes[d * 16 + i] = *v;
+                        }
+                    }
+                    let lanes = &lanes[..dim * 16];
+                    match dim {
+                        4 => simd::nearest_lanes_avx512::<4>(self, lanes, bi, bd),
+                        8 => simd::nearest_lanes_avx512::<8>(self, lanes, bi, bd),
+                        _ => simd::nearest_lanes_avx512::<16>(self, lanes, bi, bd),
+                    }
+                } else {
+                    match (isa, rows) {
+                        (Isa::Avx512, 8) => simd::nearest_avx512::<8>(self, block, bi, bd),
+                        (Isa::Avx512, _) => simd::nearest_avx512::<1>(self, block, bi, bd),
+                        (Isa::Avx2, 4) => simd::nearest_avx2::<4>(self, block, bi, bd),
+                        _ => simd::nearest_avx2::<1>(self, block, bi, bd),
+                    }
                 }
             }
-            for (r, x) in block.chunks_exact(self.dim).enumerate() {
+            for (r, x) in block.chunks_exact(dim).enumerate() {
                 let xx: f32 = x.iter().map(|v| v * v).sum();
                 dist[p + r] = (dist[p + r] + xx).max(0.0);
             }
@@ -199,7 +225,7 @@ impl Centroids {
         if isa == Isa::Scalar {
             return self.dots_scalar(x, out);
         }
-        assert!(Isa::available().contains(&isa), "{isa:?} is not available");
+        assert!(isa <= Isa::best(), "{isa:?} is not available");
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has `isa` (asserted above); `x` has `dim` floats and `out` room for
         // every block (asserted above).
@@ -347,6 +373,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn short_rows_in_lanes_agree_with_the_twin() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(3);
+        for dim in [4, 8, 16] {
+            for k in [1, 7, 8, 9, 256, 300] {
+                let rows: Vec<f32> = (0..k * dim).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let pts: Vec<f32> = (0..37 * dim).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let cs = Centroids::new(rows, dim);
+                let (mut i2, mut d2) = (vec![0u32; 37], vec![0f32; 37]);
+                cs.nearest_scalar(&pts, &mut i2, &mut d2);
+                for isa in Isa::available() {
+                    let (mut i1, mut d1) = (vec![0u32; 37], vec![0f32; 37]);
+                    cs.nearest_with(isa, &pts, &mut i1, &mut d1);
+                    for p in 0..37 {
+                        assert!(
+                            (d1[p] - d2[p]).abs() <= 1e-4 * (1.0 + d2[p]),
+                            "{isa:?} {dim} {k}"
+                        );
+                        let x = &pts[p * dim..(p + 1) * dim];
+                        let exact: f32 = x
+                            .iter()
+                            .zip(cs.row(i1[p] as usize))
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum();
+                        assert!(
+                            (exact - d2[p]).abs() <= 1e-4 * (1.0 + d2[p]),
+                            "{isa:?} {dim} {k}"
+                        );
+                    }
+                }
+            }
+        }
+        // Ties in lanes: identical centroids, the first wins.
+        let cs = Centroids::new(vec![0.5; 8 * 20], 8);
+        let (mut i, mut d) = ([9u32; 16], [0f32; 16]);
+        cs.nearest(&vec![0.0; 8 * 16], &mut i, &mut d);
+        assert_eq!(i, [0; 16]);
     }
 
     #[test]

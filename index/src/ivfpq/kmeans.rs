@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The result does not depend on the number of threads: assignments are per point, and every
-//! sum is taken in a fixed order. A given seed gives the same centroids every time.
+//! sum is taken in a fixed order. A given seed gives the same centroids every time on a given
+//! instruction set (`kernels::Isa`; their roundings can settle a near tie differently).
 
 use super::kernels::Centroids;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -188,51 +189,41 @@ fn plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng) -> Vec<f32> {
     centroids
 }
 
-/// Means of the clusters of `assign`, in f64, on `threads` threads (each owns a range of
-/// clusters and sums its members in point order). Empty clusters get zeros.
+/// Means of the clusters of `assign`, in f64, on `threads` threads. Each thread owns a range
+/// of clusters and streams through the points in order, summing those of its clusters, so
+/// every mean is summed in point order whatever the thread count, and rows are read forwards.
+/// Empty clusters get zeros.
 fn update(data: &[f32], dim: usize, k: usize, assign: &[u32], threads: usize) -> Vec<f32> {
-    // Counting sort of the points by cluster.
-    let mut start = vec![0usize; k + 1];
-    for &a in assign {
-        start[a as usize + 1] += 1;
-    }
-    for c in 0..k {
-        start[c + 1] += start[c];
-    }
-    let mut members = vec![0u32; assign.len()];
-    let mut fill = start.clone();
-    for (i, &a) in assign.iter().enumerate() {
-        members[fill[a as usize]] = i as u32;
-        fill[a as usize] += 1;
-    }
     let mut out = vec![0f32; k * dim];
     let per = k.div_ceil(threads.max(1));
-    let mean_of = |first: usize, rows: &mut [f32]| {
-        let mut sum = vec![0f64; dim];
-        for (ci, row) in rows.chunks_exact_mut(dim).enumerate() {
-            let c = first + ci;
-            let m = &members[start[c]..start[c + 1]];
-            if m.is_empty() {
-                continue;
-            }
-            sum.fill(0.0);
-            for &i in m {
-                for (s, x) in sum
-                    .iter_mut()
-                    .zip(&data[i as usize * dim..(i as usize + 1) * dim])
-                {
-                    *s += *x as f64;
-                }
-            }
-            for (o, s) in row.iter_mut().zip(&sum) {
-                *o = (*s / m.len() as f64) as f32;
-            }
-        }
-    };
     std::thread::scope(|s| {
         for (t, rows) in out.chunks_mut(per * dim).enumerate() {
-            let mean_of = &mean_of;
-            s.spawn(move || mean_of(t * per, rows));
+            s.spawn(move || {
+                let (lo, len) = (t * per, rows.len() / dim);
+                let mut sum = vec![0f64; len * dim];
+                let mut count = vec![0usize; len];
+                for (x, &a) in data.chunks_exact(dim).zip(assign) {
+                    let c = (a as usize).wrapping_sub(lo);
+                    if c >= len {
+                        continue;
+                    }
+                    count[c] += 1;
+                    for (s, v) in sum[c * dim..(c + 1) * dim].iter_mut().zip(x) {
+                        *s += *v as f64;
+                    }
+                }
+                for ((row, sum), &n) in rows
+                    .chunks_exact_mut(dim)
+                    .zip(sum.chunks_exact(dim))
+                    .zip(&count)
+                {
+                    if n > 0 {
+                        for (o, s) in row.iter_mut().zip(sum) {
+                            *o = (*s / n as f64) as f32;
+                        }
+                    }
+                }
+            });
         }
     });
     out
