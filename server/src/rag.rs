@@ -157,14 +157,17 @@ fn params(
 type GenStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateResponse, Status>> + Send>>;
 type AskStream = Pin<Box<dyn Stream<Item = Result<pb::AskResponse, Status>> + Send>>;
 
-/// Runs the model on the blocking pool; each piece of text goes through `piece`.
+/// Waits for the model's turn, then runs it on the blocking pool; each piece of text goes
+/// through `piece` to the response stream.
 async fn run_model<T: Send + 'static>(
+    slot: &GenSlot,
     model: Arc<Generator>,
     prompt: Vec<u32>,
     p: GenParams,
     tx: mpsc::Sender<Result<T, Status>>,
     piece: fn(&str) -> T,
 ) -> Result<GenOutcome, Status> {
+    let _turn = slot.turn().await?;
     tokio::task::spawn_blocking(move || {
         model.generate(&prompt, &p, &mut |s| tx.blocking_send(Ok(piece(s))).is_ok())
     })
@@ -230,16 +233,11 @@ impl Generation for Service {
         let (tx, rx) = mpsc::channel(64);
         let svc = self.clone();
         tokio::spawn(async move {
-            let turn = match svc.generation.turn().await {
-                Ok(t) => t,
-                Err(e) => return drop(tx.send(Err(e)).await),
-            };
             let piece = |s: &str| pb::GenerateResponse {
                 text: s.to_string(),
                 ..Default::default()
             };
-            let out = run_model(model, ids, p, tx.clone(), piece).await;
-            drop(turn);
+            let out = run_model(&svc.generation, model, ids, p, tx.clone(), piece).await;
             let last = out.map(|o| pb::GenerateResponse {
                 done: true,
                 stop_reason: o.reason.name().into(),
@@ -355,16 +353,11 @@ impl Generation for Service {
         let (tx, rx) = mpsc::channel(64);
         let svc = self.clone();
         tokio::spawn(async move {
-            let turn = match svc.generation.turn().await {
-                Ok(t) => t,
-                Err(e) => return drop(tx.send(Err(e)).await),
-            };
             let piece = |s: &str| pb::AskResponse {
                 text: s.to_string(),
                 ..Default::default()
             };
-            let out = run_model(model, ids, p, tx.clone(), piece).await;
-            drop(turn);
+            let out = run_model(&svc.generation, model, ids, p, tx.clone(), piece).await;
             let last = out.map(|o| {
                 let answer = o.text.clone();
                 let mut citations = citations;

@@ -7,35 +7,36 @@ use quiver_client::{Client, pb};
 use quiver_tests::{ServerProcess, temp_dir};
 use tonic::Code;
 
-/// Text and last message of a Generate call.
+/// The text of a streamed answer and its last message.
+async fn drain<T>(
+    mut s: tonic::Streaming<T>,
+    text: fn(&T) -> &str,
+    done: fn(&T) -> bool,
+) -> Result<(String, T), tonic::Status> {
+    let mut all = String::new();
+    while let Some(m) = s.message().await? {
+        all.push_str(text(&m));
+        if done(&m) {
+            return Ok((all, m));
+        }
+    }
+    panic!("the stream ended without its last message");
+}
+
 async fn generate(
     c: &mut Client,
     req: pb::GenerateRequest,
 ) -> Result<(String, pb::GenerateResponse), tonic::Status> {
-    let mut s = c.generation.generate(req).await?.into_inner();
-    let mut text = String::new();
-    while let Some(m) = s.message().await? {
-        text.push_str(&m.text);
-        if m.done {
-            return Ok((text, m));
-        }
-    }
-    panic!("the stream ended without its last message");
+    let s = c.generation.generate(req).await?.into_inner();
+    drain(s, |m| &m.text, |m| m.done).await
 }
 
 async fn ask(
     c: &mut Client,
     req: pb::AskRequest,
 ) -> Result<(String, pb::AskResponse), tonic::Status> {
-    let mut s = c.generation.ask(req).await?.into_inner();
-    let mut text = String::new();
-    while let Some(m) = s.message().await? {
-        text.push_str(&m.text);
-        if m.done {
-            return Ok((text, m));
-        }
-    }
-    panic!("the stream ended without its last message");
+    let s = c.generation.ask(req).await?.into_inner();
+    drain(s, |m| &m.text, |m| m.done).await
 }
 
 fn prompt(p: &str) -> pb::GenerateRequest {

@@ -73,7 +73,9 @@ impl ChatTokenizer {
             ByteLevel::new(false, true, true).into(),
         ])));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
-        inner.add_special_tokens(specials);
+        inner
+            .add_special_tokens(specials)
+            .map_err(|e| e.to_string())?;
         let id = |s: &str| {
             vocab
                 .get(s)
