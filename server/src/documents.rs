@@ -38,7 +38,10 @@ impl Service {
     }
 
     /// A collection that takes documents, and the worker for its model.
-    pub(crate) fn text_collection(&self, name: &str) -> Result<(Arc<Collection>, Arc<EmbedWorker>), Status> {
+    pub(crate) fn text_collection(
+        &self,
+        name: &str,
+    ) -> Result<(Arc<Collection>, Arc<EmbedWorker>), Status> {
         let c = self.collection(name)?;
         let Some(model) = c.config().embedding_model else {
             return Err(Status::failed_precondition(format!(

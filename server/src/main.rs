@@ -277,7 +277,11 @@ fn start_generator(config: &Config) -> Result<Arc<generate::Generator>, String> 
     let t = std::time::Instant::now();
     let g = generate::Generator::load(&config.models_dir.join(generate::FOLDER))
         .map_err(|e| e.to_string())?;
-    tracing::info!(model = generate::NAME, secs = t.elapsed().as_secs_f64(), "generation model loaded");
+    tracing::info!(
+        model = generate::NAME,
+        secs = t.elapsed().as_secs_f64(),
+        "generation model loaded"
+    );
     Ok(Arc::new(g))
 }
 
