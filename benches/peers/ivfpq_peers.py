@@ -70,7 +70,8 @@ def main():
     common = {"n": n, "dim": dim, "nlist": a.nlist, "m": a.m, "nbits": a.nbits, "threads": threads,
               "train_s": train_s, "add_s": add_s, "code_bytes_per_vector": ivf.code_size + 8,
               "bytes_per_vector": (serialized + precomputed) / n,
-              "serialized_bytes_per_vector": serialized / n}
+              "serialized_bytes_per_vector": serialized / n,
+              "imbalance_factor": ivf.invlists.imbalance_factor()}
     for nprobe in [int(x) for x in a.nprobe.split(",")]:
         ivf.nprobe = nprobe
         for rerank in [int(x) for x in a.rerank.split(",")]:

@@ -60,6 +60,12 @@ pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow:
     let add_s = t.elapsed().as_secs_f64();
     let n = v.len();
     let serialized = index.to_bytes().len() as f64 / n as f64;
+    // Σ len² · nlist / n²: 1 for equal lists, larger when a few long lists are probed often.
+    let imbalance = (0..index.nlist())
+        .map(|l| (index.list(l).len() as f64).powi(2))
+        .sum::<f64>()
+        * index.nlist() as f64
+        / (n as f64).powi(2).max(1.0);
     for &nprobe in sweep.nprobe {
         for &rerank in sweep.rerank {
             let sp = IvfPqSearchParams {
@@ -96,7 +102,7 @@ pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow:
                 json!({"engine": engine, "n": n, "dim": dim, "nlist": index.nlist(), "m": sweep.m, "nbits": 8,
                        "threads": threads, "train_s": train_s, "add_s": add_s,
                        "code_bytes_per_vector": index.code_bytes_per_vector(), "bytes_per_vector": index.bytes_per_vector(),
-                       "serialized_bytes_per_vector": serialized,
+                       "serialized_bytes_per_vector": serialized, "imbalance_factor": imbalance,
                        "nprobe": nprobe, "rerank": rerank, "repeat": sweep.repeat.max(1),
                        "qps_1_thread": nq as f64 / secs, "recall_at_10": recall / nq as f64})
             );

@@ -127,8 +127,9 @@ pub enum IndexKind {
     /// HNSW graph.
     Hnsw(hnsw::HnswIndex),
     /// Inverted lists of product-quantized residuals; searched with the index's own `nprobe`
-    /// and `rerank` (see [`ivfpq::IvfPqIndex::search_with`] for per-request values).
-    IvfPq(ivfpq::IvfPqIndex),
+    /// and `rerank` (see [`ivfpq::IvfPqIndex::search_with`] for per-request values). Boxed:
+    /// the index keeps several arrays and would make every other variant as large.
+    IvfPq(Box<ivfpq::IvfPqIndex>),
 }
 
 /// Per-request search knobs.

@@ -8,7 +8,7 @@
 //!        ─► residual ─► code ─► counting sort by list ─► codes regrouped sub-space-major
 //! ```
 
-use super::kernels::{Centroids, scan};
+use super::kernels::{Centroids, HalfCentroids, scan};
 use super::kmeans::{assign_all, kmeans};
 use super::pq::{EncodeScratch, KSUB, ProductQuantizer};
 use super::{
@@ -166,6 +166,7 @@ impl IvfPqQuantizer {
         IvfPqQuantizer {
             metric,
             dim: coarse.dim(),
+            probe: HalfCentroids::new(&coarse),
             coarse,
             pq,
             report: None,

@@ -21,7 +21,7 @@ pub(super) const BLOCK: usize = 16;
 pub(crate) enum Isa {
     /// Plain loops (the twins).
     Scalar,
-    /// AVX2 + FMA: 4-point tiles, 8-lane accumulators.
+    /// AVX2 + FMA (+ F16C): 4-point tiles, 8-lane accumulators.
     Avx2,
     /// AVX-512F: 8-point tiles over two blocks, 16-lane accumulators and mask registers.
     Avx512,
@@ -45,7 +45,7 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") {
+            if has!("avx2") && has!("fma") && has!("f16c") {
                 out.push(Isa::Avx2);
                 if has!("avx512f") {
                     out.push(Isa::Avx512);
@@ -246,6 +246,130 @@ impl Centroids {
     }
 }
 
+/// Centroids in half precision (IEEE binary16) for the search-time probe, which only ranks
+/// lists: half the bytes of [`Centroids`], so 4096 × 128 centroids (1 MB) stay in a core's L2
+/// cache where the f32 copy (2 MB) streamed from L3 on every query. Values are scaled by a
+/// power of two so the largest coordinate is 2^14 (no overflow; tiny ones lose only what is
+/// small beside it); relative error about 2^-11 a coordinate. The distances that count (each
+/// probed list's base, re-ranking) are recomputed in f32.
+///
+/// Layout: `blocks` `(⌈k/16⌉, dim, 16)` u16 like [`Centroids`]' blocks.
+#[derive(Debug, Clone)]
+pub(crate) struct HalfCentroids {
+    pub(super) dim: usize,
+    nb: usize,
+    /// Multiplies the stored values back to the centroids' scale (a power of two).
+    unscale: f32,
+    pub(super) blocks: Vec<u16>,
+}
+
+impl HalfCentroids {
+    /// Converts `cs`, rounding to nearest even.
+    pub fn new(cs: &Centroids) -> HalfCentroids {
+        let max = cs.blocks.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let e = if max > 0.0 {
+            max.log2().ceil().clamp(-100.0, 100.0) as i32
+        } else {
+            0
+        };
+        let scale = 2f32.powi(14 - e);
+        HalfCentroids {
+            dim: cs.dim,
+            nb: cs.norms.len() / BLOCK,
+            unscale: 2f32.powi(e - 14),
+            blocks: cs.blocks.iter().map(|&x| f32_to_f16(x * scale)).collect(),
+        }
+    }
+
+    /// Bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        2 * self.blocks.len()
+    }
+
+    /// `out[c] ≈ ⟨x, c⟩` for every centroid (`out` as for [`Centroids::dots`]).
+    pub fn dots(&self, x: &[f32], out: &mut [f32]) {
+        assert!(x.len() == self.dim && out.len() >= self.nb * BLOCK);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let isa = Isa::best();
+            if isa != Isa::Scalar {
+                // SAFETY: the CPU has `isa`; `x` has `dim` floats and `out` room for every block
+                // (asserted above).
+                unsafe {
+                    match isa {
+                        Isa::Avx512 => super::simd::half_dots_avx512(self, x, out),
+                        _ => super::simd::half_dots_avx2(self, x, out),
+                    }
+                }
+                for o in &mut out[..self.nb * BLOCK] {
+                    *o *= self.unscale;
+                }
+                return;
+            }
+        }
+        self.dots_scalar(x, out)
+    }
+
+    /// The plain twin of [`HalfCentroids::dots`].
+    pub fn dots_scalar(&self, x: &[f32], out: &mut [f32]) {
+        for b in 0..self.nb {
+            for l in 0..BLOCK {
+                let mut s = 0f32;
+                for (d, xd) in x.iter().enumerate() {
+                    s += xd * f16_to_f32(self.blocks[(b * self.dim + d) * BLOCK + l]);
+                }
+                out[b * BLOCK + l] = s * self.unscale;
+            }
+        }
+    }
+}
+
+/// IEEE binary16 bits of `x`, rounded to nearest even (overflow to infinity, underflow through
+/// subnormals to zero).
+pub(crate) fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 112; // rebias 127 → 15
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        // Subnormal: the value is (man | 1 << 23) · 2^(exp - 150) = m · 2^-24.
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let rounded = (m + (1 << (shift - 1)) - 1 + ((m >> shift) & 1)) >> shift;
+        return sign | rounded as u16;
+    }
+    let rounded = man + 0x0fff + ((man >> 13) & 1);
+    let (e, m) = if rounded & 0x80_0000 != 0 {
+        (e + 1, 0)
+    } else {
+        (e, rounded >> 13)
+    };
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    sign | ((e as u16) << 10) | m as u16
+}
+
+/// The f32 value of binary16 bits.
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let man = (h & 0x3ff) as f32;
+    sign * match exp {
+        0 => man * 2f32.powi(-24),
+        0x1f if man == 0.0 => f32::INFINITY,
+        0x1f => f32::NAN,
+        _ => (1.0 + man / 1024.0) * 2f32.powi(exp - 15),
+    }
+}
+
 /// ADC distances of one inverted list:
 /// `out[i] = base + init[i] + Σ_j table[j · 256 + codes[j · len + i]]` for the list's
 /// `len = out.len()` codes, stored sub-space-major (`codes` is `(m, len)`); no `init`, no term.
@@ -371,6 +495,61 @@ mod tests {
                         + (0..m).map(|j| table[j * 256 + codes[j * len + i] as usize]).sum::<f32>();
                     prop_assert!((x - y).abs() <= 1e-4 && (x - want).abs() <= 1e-4);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn half_precision_round_trips_and_matches_the_hardware() {
+        for x in [
+            0.0f32, 1.0, -2.5, 65504.0, 1e-5, -6.1e-5, 1234.567, 1e9, 0.33333,
+        ] {
+            let h = f32_to_f16(x);
+            let back = f16_to_f32(h);
+            if x.abs() <= 65504.0 {
+                assert!((back - x).abs() <= x.abs() * 1e-3 + 6e-8, "{x} -> {back}");
+            } else {
+                assert!(back.is_infinite());
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("f16c") {
+            // SAFETY: F16C is available; the registers are built from plain values.
+            unsafe { hardware_conversion_agrees() }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "f16c,avx")]
+    unsafe fn hardware_conversion_agrees() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        use std::arch::x86_64::*;
+        let mut rng = StdRng::seed_from_u64(9);
+        for _ in 0..10_000 {
+            let x: f32 = rng.random_range(-3.0..3.0) * 10f32.powi(rng.random_range(-9..6));
+            let hw =
+                _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set1_ps(x)));
+            assert_eq!(f32_to_f16(x), hw as u16, "{x}");
+            let back = _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(hw as i16)));
+            assert_eq!(f16_to_f32(hw as u16), back, "{x}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn half_dots_agree_with_their_twin_and_with_f32((rows, pts, dim) in centroids_and_points()) {
+            let cs = Centroids::new(rows, dim);
+            let half = HalfCentroids::new(&cs);
+            let padded = cs.len().div_ceil(BLOCK) * BLOCK;
+            let (mut a, mut b, mut exact) = (vec![0f32; padded], vec![0f32; padded], vec![0f32; padded]);
+            half.dots(&pts[..dim], &mut a);
+            half.dots_scalar(&pts[..dim], &mut b);
+            cs.dots_scalar(&pts[..dim], &mut exact);
+            let x_norm: f32 = pts[..dim].iter().map(|v| v * v).sum::<f32>().sqrt();
+            for ((x, y), e) in a.iter().zip(&b).zip(&exact) {
+                prop_assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "{x} vs {y}");
+                // Each coordinate within 2^-11 of the largest: |error| ≤ 2^-11 · 4 · ‖x‖₁.
+                prop_assert!((x - e).abs() <= 4.0 * 4.0 * x_norm * (dim as f32).sqrt() / 2048.0 + 1e-4, "{x} vs {e}");
             }
         }
     }

@@ -146,47 +146,50 @@ pub(crate) fn assign_all(
 fn plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng) -> Vec<f32> {
     let n = data.len() / dim;
     let s = n.min(k * SEED_POINTS_PER_CENTROID);
-    // A uniform subsample without replacement (partial Fisher-Yates over the row numbers).
+    // A uniform subsample without replacement (partial Fisher-Yates over the row numbers),
+    // copied into one block: every draw reads all of it, and scattered rows of a large set
+    // made each read a cache miss.
     let mut order: Vec<u32> = (0..n as u32).collect();
     for i in 0..s {
         let j = rng.random_range(i..n);
         order.swap(i, j);
     }
-    let sample: Vec<&[f32]> = order[..s]
-        .iter()
-        .map(|&r| &data[r as usize * dim..(r as usize + 1) * dim])
-        .collect();
-    let l2 = crate::Metric::L2;
+    let mut rows = Vec::with_capacity(s * dim);
+    for &r in &order[..s] {
+        rows.extend_from_slice(&data[r as usize * dim..(r as usize + 1) * dim]);
+    }
+    // The sample as "centroids": one inner-product kernel call gives ⟨x, c⟩ for every sample
+    // point x against a new seed c, and ‖x - c‖² = ‖x‖² + ‖c‖² - 2⟨x, c⟩.
+    let sample = Centroids::new(rows, dim);
+    let mut dots = vec![0f32; s.div_ceil(16) * 16];
+    let mut d2 = vec![f32::INFINITY; s];
     let mut centroids = Vec::with_capacity(k * dim);
-    let first = rng.random_range(0..s);
-    centroids.extend_from_slice(sample[first]);
-    let mut d2: Vec<f32> = sample
-        .iter()
-        .map(|x| l2.distance_inline(x, sample[first]))
-        .collect();
-    for _ in 1..k {
-        let total: f64 = d2.iter().map(|&d| d as f64).sum();
-        let pick = if total > 0.0 {
+    let mut pick = rng.random_range(0..s);
+    loop {
+        let c = sample.row(pick);
+        centroids.extend_from_slice(c);
+        if centroids.len() == k * dim {
+            return centroids;
+        }
+        let cc: f32 = c.iter().map(|x| x * x).sum();
+        sample.dots(c, &mut dots);
+        let mut total = 0f64;
+        for (i, (d, dot)) in d2.iter_mut().zip(&dots).enumerate() {
+            *d = d.min((sample.norm(i) + cc - 2.0 * dot).max(0.0));
+            total += *d as f64;
+        }
+        pick = if total > 0.0 {
             let mut r = rng.random_range(0.0..total);
-            let mut pick = s - 1;
-            for (i, &d) in d2.iter().enumerate() {
-                r -= d as f64;
-                if r < 0.0 {
-                    pick = i;
-                    break;
-                }
-            }
-            pick
+            d2.iter()
+                .position(|&d| {
+                    r -= d as f64;
+                    r < 0.0
+                })
+                .unwrap_or(s - 1)
         } else {
             rng.random_range(0..s)
         };
-        let c = sample[pick];
-        centroids.extend_from_slice(c);
-        for (x, d) in sample.iter().zip(d2.iter_mut()) {
-            *d = d.min(l2.distance_inline(x, c));
-        }
     }
-    centroids
 }
 
 /// Means of the clusters of `assign`, in f64, on `threads` threads. Each thread owns a range

@@ -166,9 +166,13 @@ impl IvfPqIndex {
         let plain = filter.allowed.is_none() && filter.deleted.is_none_or(|d| d.is_empty());
         let mut top = TopK::new(keep);
         let Scratch {
-            probe, table, dist, ..
+            q: qv,
+            probe,
+            table,
+            dist,
+            ..
         } = &mut s;
-        for &(base, l) in probe.iter() {
+        for &(_, l) in probe.iter() {
             let (start, end) = (
                 self.offsets[l as usize] as usize,
                 self.offsets[l as usize + 1] as usize,
@@ -177,6 +181,7 @@ impl IvfPqIndex {
                 continue;
             }
             let init = (metric == Metric::L2).then(|| &self.norm_terms[start..end]);
+            let base = self.coarse_distance(qv, l as usize);
             dist.resize(end - start, 0.0);
             scan(table, &self.codes[start * m..end * m], init, base, dist);
             let mut bound = top.threshold();
@@ -205,8 +210,18 @@ impl IvfPqIndex {
         exact.into_sorted_vec()
     }
 
+    /// The exact coarse distance of list `l` (its ADC base) from the prepared query `q`.
+    fn coarse_distance(&self, q: &[f32], l: usize) -> f32 {
+        let c = self.quantizer.coarse.row(l);
+        match self.quantizer.metric {
+            Metric::L2 => Metric::L2.distance_inline(q, c),
+            Metric::Dot => Metric::Dot.distance_inline(q, c),
+            Metric::Cosine => 1.0 + Metric::Dot.distance_inline(q, c),
+        }
+    }
+
     /// Fills `s.q` (the query, normalised for cosine) and `s.probe` (the `nprobe` lists with
-    /// the lowest coarse distance, lowest first; the coarse distance is each list's ADC base).
+    /// the lowest coarse distance by the half-precision centroids, lowest first).
     pub(super) fn probe(&self, s: &mut Scratch, query: &[f32], nprobe: usize) {
         let q = &self.quantizer;
         let nlist = q.nlist();
@@ -216,7 +231,9 @@ impl IvfPqIndex {
             normalise(&mut s.q);
         }
         s.coarse.resize(nlist.div_ceil(16) * 16, 0.0);
-        q.coarse.dots(&s.q, &mut s.coarse);
+        // Lists are ranked on half-precision centroids; each probed list's base distance is
+        // then computed in f32 (`coarse_distance`).
+        q.probe.dots(&s.q, &mut s.coarse);
         let qq: f32 = s.q.iter().map(|x| x * x).sum();
         let coarse_distance = |l: usize, dot: f32| match q.metric {
             Metric::L2 => (qq + q.coarse.norm(l) - 2.0 * dot).max(0.0),

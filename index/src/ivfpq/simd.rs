@@ -20,7 +20,7 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use super::kernels::{BLOCK, Centroids};
+use super::kernels::{BLOCK, Centroids, HalfCentroids};
 use std::arch::x86_64::*;
 
 /// Picks the lowest distance, lowest index among equals, from per-lane minima.
@@ -374,6 +374,121 @@ pub unsafe fn dots_avx512(cs: &Centroids, x: &[f32], out: &mut [f32]) {
     if b < nb {
         // SAFETY: as above, for block b.
         unsafe { dots_group_avx512::<1>(cs, x, b, out) };
+    }
+}
+
+/// `out[c] = ⟨x, c⟩` (unscaled) for `G` consecutive half-precision blocks from block `b`, each
+/// column of 16 halves widened to floats in one instruction.
+///
+/// # Safety
+/// AVX-512F must be available; blocks `b..b + G` exist; `out` covers them.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn half_group_avx512<const G: usize>(
+    hc: &HalfCentroids,
+    x: &[f32],
+    b: usize,
+    out: &mut [f32],
+) {
+    let dim = hc.dim;
+    let blk = &hc.blocks[b * dim * BLOCK..(b + G) * dim * BLOCK];
+    let mut acc = [_mm512_setzero_ps(); G];
+    for (d, xd) in x.iter().enumerate() {
+        let xv = _mm512_set1_ps(*xd);
+        for (g, a) in acc.iter_mut().enumerate() {
+            // SAFETY: column d of block g holds 16 halves (32 bytes) at (g · dim + d) · 16,
+            // inside `blk` (G blocks of dim · 16) for g < G, d < dim = x.len().
+            let c = unsafe {
+                _mm512_cvtph_ps(_mm256_loadu_si256(
+                    blk.as_ptr().add((g * dim + d) * BLOCK) as *const __m256i
+                ))
+            };
+            *a = _mm512_fmadd_ps(xv, c, *a);
+        }
+    }
+    let out = &mut out[b * BLOCK..(b + G) * BLOCK];
+    for (o, a) in out.chunks_exact_mut(BLOCK).zip(&acc) {
+        // SAFETY: `o` has 16 floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *a) };
+    }
+}
+
+/// `out[c] = ⟨x, c⟩` (unscaled) from half-precision blocks, eight at a time.
+///
+/// # Safety
+/// AVX-512F must be available; `x.len() == hc.dim`, `out` covers every block.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub unsafe fn half_dots_avx512(hc: &HalfCentroids, x: &[f32], out: &mut [f32]) {
+    let nb = hc.blocks.len() / (hc.dim * BLOCK);
+    let mut b = 0;
+    while b + 8 <= nb {
+        // SAFETY: AVX-512F is available; blocks b..b + 8 exist and `out` covers them.
+        unsafe { half_group_avx512::<8>(hc, x, b, out) };
+        b += 8;
+    }
+    while b < nb {
+        // SAFETY: as above, for block b.
+        unsafe { half_group_avx512::<1>(hc, x, b, out) };
+        b += 1;
+    }
+}
+
+/// The AVX2 + F16C version of [`half_group_avx512`].
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; blocks `b..b + G` exist; `out` covers them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn half_group_avx2<const G: usize>(
+    hc: &HalfCentroids,
+    x: &[f32],
+    b: usize,
+    out: &mut [f32],
+) {
+    let dim = hc.dim;
+    let blk = &hc.blocks[b * dim * BLOCK..(b + G) * dim * BLOCK];
+    let mut acc = [[_mm256_setzero_ps(); 2]; G];
+    for (d, xd) in x.iter().enumerate() {
+        let xv = _mm256_set1_ps(*xd);
+        for (g, a) in acc.iter_mut().enumerate() {
+            // SAFETY: column d of block g holds 16 halves at (g · dim + d) · 16, inside `blk`
+            // for g < G, d < dim; each load reads 8 of them.
+            unsafe {
+                let col = blk.as_ptr().add((g * dim + d) * BLOCK);
+                let lo = _mm256_cvtph_ps(_mm_loadu_si128(col as *const __m128i));
+                let hi = _mm256_cvtph_ps(_mm_loadu_si128(col.add(8) as *const __m128i));
+                a[0] = _mm256_fmadd_ps(xv, lo, a[0]);
+                a[1] = _mm256_fmadd_ps(xv, hi, a[1]);
+            }
+        }
+    }
+    let out = &mut out[b * BLOCK..(b + G) * BLOCK];
+    for (o, a) in out.chunks_exact_mut(BLOCK).zip(&acc) {
+        // SAFETY: `o` has 16 floats.
+        unsafe {
+            _mm256_storeu_ps(o.as_mut_ptr(), a[0]);
+            _mm256_storeu_ps(o.as_mut_ptr().add(8), a[1]);
+        }
+    }
+}
+
+/// The AVX2 + F16C version of [`half_dots_avx512`]: four blocks at a time.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `x.len() == hc.dim`, `out` covers every block.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn half_dots_avx2(hc: &HalfCentroids, x: &[f32], out: &mut [f32]) {
+    let nb = hc.blocks.len() / (hc.dim * BLOCK);
+    let mut b = 0;
+    while b + 4 <= nb {
+        // SAFETY: AVX2, FMA and F16C are available; blocks b..b + 4 exist, `out` covers them.
+        unsafe { half_group_avx2::<4>(hc, x, b, out) };
+        b += 4;
+    }
+    while b < nb {
+        // SAFETY: as above, for block b.
+        unsafe { half_group_avx2::<1>(hc, x, b, out) };
+        b += 1;
     }
 }
 

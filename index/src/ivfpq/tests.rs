@@ -417,7 +417,7 @@ fn index_kind_dispatches_to_ivfpq() {
     let ix = IvfPqIndex::build(v, Metric::L2, &params(16, 4), 2, None).unwrap();
     let mem = ix.memory_bytes();
     assert!(ix.bytes_per_vector() > 8.0);
-    let kind = crate::IndexKind::IvfPq(ix);
+    let kind = crate::IndexKind::IvfPq(Box::new(ix));
     assert_eq!(kind.memory_bytes(), mem);
     let q = &data[..16];
     let f = PointFilter::default();
