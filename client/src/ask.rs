@@ -32,6 +32,9 @@ pub struct AskArgs {
     /// Do not answer from the semantic cache.
     #[arg(long)]
     no_cache: bool,
+    /// Plain greedy decoding, without drafting tokens by prompt lookup (same answer).
+    #[arg(long)]
+    no_prompt_lookup: bool,
 }
 
 /// Arguments of `quiver generate`.
@@ -54,6 +57,9 @@ pub struct GenerateArgs {
     /// Send the prompt as is, without the chat template.
     #[arg(long)]
     raw: bool,
+    /// Plain greedy decoding, without drafting tokens by prompt lookup (same output).
+    #[arg(long)]
+    no_prompt_lookup: bool,
 }
 
 fn print_piece(s: &str, quiet: bool) {
@@ -75,6 +81,7 @@ pub async fn ask(mut client: Client, a: AskArgs, as_json: bool) -> anyhow::Resul
         seed: a.seed,
         min_score: a.min_score,
         no_cache: a.no_cache,
+        no_prompt_lookup: a.no_prompt_lookup,
     };
     let mut stream = client.generation.ask(req).await?.into_inner();
     let mut answer = String::new();
@@ -98,7 +105,8 @@ pub async fn ask(mut client: Client, a: AskArgs, as_json: bool) -> anyhow::Resul
             "{}",
             json!({"answer": answer, "citations": cites, "stop_reason": last.stop_reason, "cached": last.cached,
                    "timings": {"retrieve_ms": t.retrieve_ms, "prompt_ms": t.prompt_ms, "generate_ms": t.generate_ms,
-                               "first_token_ms": t.first_token_ms, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens}})
+                               "first_token_ms": t.first_token_ms, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
+                               "forward_passes": t.forward_passes, "draft_tokens_accepted": t.draft_tokens_accepted}})
         );
         return Ok(());
     }
@@ -145,6 +153,7 @@ pub async fn generate(mut client: Client, a: GenerateArgs, as_json: bool) -> any
         stop: a.stop,
         seed: a.seed,
         raw: a.raw,
+        no_prompt_lookup: a.no_prompt_lookup,
         ..Default::default()
     };
     let mut stream = client.generation.generate(req).await?.into_inner();
@@ -158,7 +167,8 @@ pub async fn generate(mut client: Client, a: GenerateArgs, as_json: bool) -> any
                     "{}",
                     json!({"text": text, "stop_reason": m.stop_reason, "prompt_tokens": m.prompt_tokens,
                            "completion_tokens": m.completion_tokens, "tokens_per_second": m.tokens_per_second,
-                           "first_token_ms": m.first_token_ms})
+                           "first_token_ms": m.first_token_ms, "forward_passes": m.forward_passes,
+                           "draft_tokens_accepted": m.draft_tokens_accepted})
                 );
             } else {
                 println!(

@@ -43,10 +43,6 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: no other thread exists yet (the runtime and workers start below).
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     }
-    // The generation model's weights are dequantized to f32 at load: candle reads this once per
-    // thread, before loading. Q4_1 arithmetic gives wrong greedy answers on this small model.
-    // SAFETY: as above, no other thread exists yet.
-    unsafe { std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1") };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log)

@@ -120,7 +120,9 @@ impl GenSlot {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn params(
+    lookup: bool,
     max_tokens: u32,
     default_max: usize,
     temperature: f32,
@@ -151,6 +153,7 @@ fn params(
         top_k: top_k as usize,
         stop,
         seed,
+        prompt_lookup: lookup,
     })
 }
 
@@ -213,6 +216,7 @@ impl Generation for Service {
             }])
         };
         let p = params(
+            !r.no_prompt_lookup,
             r.max_tokens,
             256,
             r.temperature,
@@ -245,6 +249,8 @@ impl Generation for Service {
                 completion_tokens: o.completion_tokens as u32,
                 tokens_per_second: rate(&o),
                 first_token_ms: o.first_token_secs * 1e3,
+                forward_passes: o.passes as u32,
+                draft_tokens_accepted: o.accepted as u32,
                 ..Default::default()
             });
             let _ = tx.send(last).await;
@@ -267,7 +273,16 @@ impl Generation for Service {
             )));
         }
         let model = self.generation.model()?;
-        let p = params(r.max_tokens, 200, r.temperature, 0.0, 0, Vec::new(), r.seed)?;
+        let p = params(
+            !r.no_prompt_lookup,
+            r.max_tokens,
+            200,
+            r.temperature,
+            0.0,
+            0,
+            Vec::new(),
+            r.seed,
+        )?;
         let t0 = Instant::now();
         let (c, w) = self.text_collection(&r.collection)?;
         let vector = self
@@ -375,6 +390,8 @@ impl Generation for Service {
                         first_token_ms: retrieve_ms + o.first_token_secs * 1e3,
                         prompt_tokens: o.prompt_tokens as u32,
                         completion_tokens: o.completion_tokens as u32,
+                        forward_passes: o.passes as u32,
+                        draft_tokens_accepted: o.accepted as u32,
                     }),
                     ..Default::default()
                 };

@@ -337,3 +337,50 @@ async fn ask_answers_from_the_right_document_with_citations() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Grounded prompts: a passage and a question whose answer repeats words of it.
+const GROUNDED: &[(&str, &str)] = &[
+    (
+        "Mount Etna is an active stratovolcano on the east coast of Sicily, Italy. It is the tallest active volcano in Europe outside the Caucasus, about 3,357 metres high.",
+        "Describe Mount Etna using the passage.",
+    ),
+    (
+        "Sourdough bread rises with a culture of wild yeast and lactic acid bacteria called a starter. Bakers feed the starter with flour and water, and a long cold fermentation gives the loaf its sour taste.",
+        "How is sourdough bread made?",
+    ),
+    (
+        "Quiver stores vectors in a RocksDB write-ahead log and immutable segment files. An acknowledged write survives a crash because the log is synced before the server answers.",
+        "Why does an acknowledged write survive a crash in Quiver?",
+    ),
+];
+
+#[tokio::test]
+async fn prompt_lookup_output_equals_plain_greedy_output() {
+    let dir = temp_dir("lookup");
+    let server = ServerProcess::start(&dir, &[]);
+    let mut c = server.client().await;
+    let mut accepted = 0;
+    for (passage, question) in GROUNDED {
+        let req = |no_prompt_lookup| pb::GenerateRequest {
+            prompt: format!("Passage: {passage}\n\nQuestion: {question}"),
+            max_tokens: 80,
+            no_prompt_lookup,
+            ..Default::default()
+        };
+        let (plain, p) = generate(&mut c, req(true)).await.unwrap();
+        let (fast, f) = generate(&mut c, req(false)).await.unwrap();
+        assert_eq!(fast, plain, "{question}");
+        assert_eq!(f.completion_tokens, p.completion_tokens);
+        assert_eq!(p.draft_tokens_accepted, 0);
+        assert!(
+            f.forward_passes + f.draft_tokens_accepted >= f.completion_tokens.saturating_sub(1)
+        );
+        accepted += f.draft_tokens_accepted;
+    }
+    assert!(
+        accepted > 0,
+        "grounded answers repeat the passage: drafts are accepted"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

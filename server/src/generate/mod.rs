@@ -1,18 +1,24 @@
-//! Text generation: SmolLM2-135M-Instruct (Llama architecture) from its GGUF file, run with
-//! candle's quantized-llama model with every weight dequantized to f32 at load (the Q4_1
-//! arithmetic makes this small model's greedy answers go wrong), a KV cache per request, and
-//! greedy or sampled decoding with stop sequences.
+//! Text generation: SmolLM2-135M-Instruct (Llama architecture) from its GGUF file, every weight
+//! dequantized to f32 at load (the Q4_1 arithmetic makes this small model's greedy answers go
+//! wrong), run by our decoder (`llama.rs`) with a KV cache per request; greedy or sampled
+//! decoding with stop sequences, and prompt-lookup decoding for greedy answers.
+//!
+//! Prompt lookup: the last 1 to 3 tokens are looked up earlier in the prompt and the answer; the
+//! tokens that followed there are a draft, checked in one forward pass together with the newest
+//! token. The longest prefix of the draft that greedy decoding would have produced is kept, plus
+//! the model's own next token; the rest leaves the KV cache. The output is the greedy output.
 //!
 //! One generation runs at a time (the model holds one KV cache); `service.rs`'s callers queue
 //! for it with a bound.
 
+pub mod llama;
 pub mod tokenizer;
 
 use crate::embed::ModelError;
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
+use llama::{Llama, argmax_rows};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -40,6 +46,8 @@ pub struct GenParams {
     pub stop: Vec<String>,
     /// Seed of the sampler.
     pub seed: u64,
+    /// Draft tokens by prompt lookup (greedy decoding only; same output, fewer passes).
+    pub prompt_lookup: bool,
 }
 
 /// Why generation ended.
@@ -82,20 +90,93 @@ pub struct GenOutcome {
     pub reason: StopReason,
     /// The whole answer.
     pub text: String,
+    /// Forward passes after the prompt's.
+    pub passes: usize,
+    /// Draft tokens accepted (prompt lookup).
+    pub accepted: usize,
 }
 
 /// The loaded model.
 pub struct Generator {
-    model: Mutex<ModelWeights>,
+    model: Mutex<Llama>,
     /// Its tokenizer.
     pub tokenizer: ChatTokenizer,
-    context: usize,
-    device: Device,
+}
+
+/// Longest n-gram looked up for a draft.
+const NGRAM: usize = 3;
+/// Most draft tokens per pass.
+const DRAFT: usize = 10;
+
+/// Tokens that followed the most recent earlier occurrence of the last n tokens (n from
+/// `NGRAM` down to 1), at most `max`.
+fn draft(history: &[u32], max: usize) -> Vec<u32> {
+    let len = history.len();
+    for n in (1..=NGRAM.min(len.saturating_sub(1))).rev() {
+        let tail = &history[len - n..];
+        // Latest start i < len - n whose n tokens equal the tail.
+        if let Some(i) = (0..len - n).rev().find(|&i| &history[i..i + n] == tail) {
+            let from = i + n;
+            return history[from..(from + max).min(len)].to_vec();
+        }
+    }
+    Vec::new()
+}
+
+/// The answer as it grows: tokens, text, what was handed out, stop checks.
+struct Answer<'a> {
+    g: &'a Generator,
+    p: &'a GenParams,
+    out: Vec<u32>,
+    text: String,
+    emitted: usize,
+    hold: usize,
+}
+
+impl Answer<'_> {
+    /// Takes one generated token; `Some(reason)` when generation ends with it.
+    fn push(
+        &mut self,
+        t: u32,
+        emit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Option<StopReason>, ModelError> {
+        if t == self.g.tokenizer.im_end || t == self.g.tokenizer.eos {
+            return Ok(Some(StopReason::EndOfTurn));
+        }
+        self.out.push(t);
+        self.text = self.g.tokenizer.decode(&self.out)?;
+        if let Some(at) = self
+            .p
+            .stop
+            .iter()
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
+            self.text.truncate(at);
+            return Ok(Some(StopReason::StopSequence));
+        }
+        // Hand out what is settled: no half character, nothing a stop sequence may claim.
+        if !self.text.ends_with('\u{FFFD}') {
+            let mut safe = self.text.len().saturating_sub(self.hold.saturating_sub(1));
+            while !self.text.is_char_boundary(safe) {
+                safe -= 1;
+            }
+            if safe > self.emitted {
+                if !emit(&self.text[self.emitted..safe]) {
+                    return Ok(Some(StopReason::Cancelled));
+                }
+                self.emitted = safe;
+            }
+        }
+        if self.out.len() >= self.p.max_tokens {
+            return Ok(Some(StopReason::Length));
+        }
+        Ok(None)
+    }
 }
 
 impl Generator {
-    /// Loads the GGUF file in `dir`, dequantizing every weight to f32. The process must have
-    /// `CANDLE_DEQUANTIZE_ALL=1` in its environment before any model is loaded (main sets it).
+    /// Loads the GGUF file in `dir`, dequantizing every weight to f32.
     pub fn load(dir: &Path) -> Result<Generator, ModelError> {
         let path = dir.join(FILE);
         if !path.is_file() {
@@ -105,26 +186,20 @@ impl Generator {
         let mut file = std::fs::File::open(&path).map_err(|e| damaged(e.to_string()))?;
         let content = gguf_file::Content::read(&mut file).map_err(|e| damaged(e.to_string()))?;
         let tokenizer = ChatTokenizer::from_gguf(&content).map_err(damaged)?;
-        let context = content
-            .metadata
-            .get("llama.context_length")
-            .and_then(|v| v.to_u32().ok())
-            .map_or(2048, |v| v as usize)
-            .min(MAX_SEQ_LEN);
-        let device = Device::Cpu;
-        let model = ModelWeights::from_gguf(content, &mut file, &device)
-            .map_err(|e| damaged(e.to_string()))?;
+        let model =
+            Llama::load(&content, &mut file, &Device::Cpu).map_err(|e| damaged(e.to_string()))?;
         Ok(Generator {
             model: Mutex::new(model),
             tokenizer,
-            context,
-            device,
         })
     }
 
     /// Longest prompt plus answer, in tokens.
     pub fn context(&self) -> usize {
-        self.context
+        self.model
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .context()
     }
 
     /// Generates from `prompt` (token ids), handing each new piece of text to `emit`; `emit`
@@ -138,17 +213,19 @@ impl Generator {
         if prompt.is_empty() {
             return Err(ModelError::Invalid("the prompt is empty".into()));
         }
-        if prompt.len() + p.max_tokens > self.context {
+        let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        if prompt.len() + p.max_tokens > model.context() {
             return Err(ModelError::Invalid(format!(
                 "prompt ({} tokens) plus max_tokens ({}) exceed the model's context of {} tokens",
                 prompt.len(),
                 p.max_tokens,
-                self.context
+                model.context()
             )));
         }
         let t0 = Instant::now();
         let inference = |e: candle_core::Error| ModelError::Inference(e.to_string());
-        let sampling = if p.temperature <= 0.0 {
+        let greedy = p.temperature <= 0.0;
+        let sampling = if greedy {
             Sampling::ArgMax
         } else {
             let t = p.temperature;
@@ -167,68 +244,85 @@ impl Generator {
             }
         };
         let mut sampler = LogitsProcessor::from_sampling(p.seed, sampling);
-        let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        model.clear_kv_cache();
-        let mut out: Vec<u32> = Vec::new();
-        let mut emitted = 0usize; // bytes of the answer handed out
-        let hold = p.stop.iter().map(String::len).max().unwrap_or(0);
-        let mut text = String::new();
-        let mut first_token_secs = 0.0;
-        let mut reason = StopReason::Length;
-        let mut input = Tensor::new(prompt, &self.device)
-            .and_then(|t| t.unsqueeze(0))
-            .map_err(inference)?;
-        let mut pos = 0;
-        while out.len() < p.max_tokens {
-            let logits = model.forward(&input, pos).map_err(inference)?;
-            pos += input.dim(1).map_err(inference)?;
-            let logits = logits.squeeze(0).map_err(inference)?;
-            let next = sampler.sample(&logits).map_err(inference)?;
-            if out.is_empty() {
-                first_token_secs = t0.elapsed().as_secs_f64();
-            }
-            if next == self.tokenizer.im_end || next == self.tokenizer.eos {
-                reason = StopReason::EndOfTurn;
-                break;
-            }
-            out.push(next);
-            text = self.tokenizer.decode(&out)?;
-            if let Some(at) = p.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                text.truncate(at);
-                reason = StopReason::StopSequence;
-                break;
-            }
-            // Hand out what is settled: no half character, nothing a stop sequence may claim.
-            if !text.ends_with('\u{FFFD}') {
-                let mut safe = text.len().saturating_sub(hold.saturating_sub(1));
-                while !text.is_char_boundary(safe) {
-                    safe -= 1;
-                }
-                if safe > emitted {
-                    if !emit(&text[emitted..safe]) {
-                        reason = StopReason::Cancelled;
-                        break;
-                    }
-                    emitted = safe;
+        model.clear();
+        let logits = model.forward(prompt).map_err(inference)?;
+        let last = logits.get(prompt.len() - 1).map_err(inference)?;
+        let mut pending = vec![sampler.sample(&last).map_err(inference)?];
+        let first_token_secs = t0.elapsed().as_secs_f64();
+        let mut a = Answer {
+            g: self,
+            p,
+            out: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+            hold: p.stop.iter().map(String::len).max().unwrap_or(0),
+        };
+        let lookup = greedy && p.prompt_lookup;
+        let (mut passes, mut accepted) = (0, 0);
+        let reason = 'decode: loop {
+            for t in pending.drain(..) {
+                if let Some(r) = a.push(t, emit)? {
+                    break 'decode r;
                 }
             }
-            input = Tensor::new(&[next], &self.device)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(inference)?;
-        }
+            // The cache holds the prompt and every answer token but the newest.
+            let newest = *a.out.last().expect("a token was taken");
+            let guess = if lookup {
+                let history: Vec<u32> = prompt.iter().chain(&a.out).copied().collect();
+                draft(&history, DRAFT.min(p.max_tokens - a.out.len()))
+            } else {
+                Vec::new()
+            };
+            let mut input = Vec::with_capacity(1 + guess.len());
+            input.push(newest);
+            input.extend_from_slice(&guess);
+            let before = model.len();
+            let logits = model.forward(&input).map_err(inference)?;
+            passes += 1;
+            if guess.is_empty() {
+                let row = logits.get(0).map_err(inference)?;
+                pending.push(sampler.sample(&row).map_err(inference)?);
+            } else {
+                let best = argmax_rows(&logits).map_err(inference)?;
+                let ok = guess.iter().zip(&best).take_while(|(g, b)| g == b).count();
+                model.truncate(before + 1 + ok).map_err(inference)?;
+                accepted += ok;
+                pending.extend_from_slice(&guess[..ok]);
+                pending.push(best[ok]);
+            }
+        };
         if reason != StopReason::Cancelled {
-            let text = text.trim_end_matches('\u{FFFD}');
-            if text.len() > emitted {
-                emit(&text[emitted..]);
+            let text = a.text.trim_end_matches('\u{FFFD}');
+            if text.len() > a.emitted {
+                emit(&text[a.emitted..]);
             }
         }
         Ok(GenOutcome {
             prompt_tokens: prompt.len(),
-            completion_tokens: out.len(),
+            completion_tokens: a.out.len(),
             first_token_secs,
             secs: t0.elapsed().as_secs_f64(),
             reason,
-            text,
+            text: a.text,
+            passes,
+            accepted,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::draft;
+
+    #[test]
+    fn drafts_follow_the_latest_earlier_match() {
+        // ... 5 6 7 | ... 5 6 7 8 9 | 5 6 7  → the latest earlier "5 6 7" is followed by 8 9 5.
+        let h = [1, 5, 6, 7, 2, 5, 6, 7, 8, 9, 5, 6, 7];
+        assert_eq!(draft(&h, 3), vec![8, 9, 5]);
+        assert_eq!(draft(&h, 10), vec![8, 9, 5, 6, 7]);
+        // Falls back to shorter n-grams; nothing when the last token never appeared.
+        assert_eq!(draft(&[4, 9, 1, 2, 9], 2), vec![1, 2]);
+        assert!(draft(&[1, 2, 3], 5).is_empty());
+        assert!(draft(&[7], 5).is_empty());
     }
 }
