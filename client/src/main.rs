@@ -2,7 +2,7 @@
 //! exits non-zero with the server's message on any error.
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver_client::vecfile::VecReader;
 use quiver_client::{Client, filter, id_json, parse_id, pb, show_id};
@@ -12,7 +12,10 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 mod ask;
+mod collections;
 mod docs;
+
+use collections::{CollectionCmd, collection, print_info};
 
 #[derive(Parser)]
 #[command(
@@ -98,6 +101,12 @@ enum Cmd {
         /// HNSW search beam (0: default).
         #[arg(long, default_value_t = 0)]
         ef: u32,
+        /// IVF-PQ lists probed per segment (0: default 16).
+        #[arg(long, default_value_t = 0)]
+        nprobe: u32,
+        /// IVF-PQ candidates re-ranked exactly (0: default 50).
+        #[arg(long, default_value_t = 0)]
+        rerank: u32,
         #[arg(long)]
         with_payload: bool,
         #[arg(long)]
@@ -159,78 +168,6 @@ enum SnapshotCmd {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum MetricArg {
-    Cosine,
-    Dot,
-    L2,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum IndexArg {
-    Flat,
-    Hnsw,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DurabilityArg {
-    Sync,
-    Async,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FieldTypeArg {
-    Keyword,
-    Numeric,
-}
-
-#[derive(Subcommand)]
-enum CollectionCmd {
-    /// Create a collection.
-    Create {
-        name: String,
-        /// Vector dimension (may be left out with --model).
-        #[arg(long, default_value_t = 0)]
-        dim: u32,
-        /// Embedding model for documents and text search (e.g. all-minilm-l6-v2).
-        #[arg(long)]
-        model: Option<String>,
-        #[arg(long, value_enum, default_value = "cosine")]
-        metric: MetricArg,
-        #[arg(long, value_enum, default_value = "sync")]
-        durability: DurabilityArg,
-        /// Points in the mutable segment before a flush (0: server default).
-        #[arg(long, default_value_t = 0)]
-        flush_threshold: u32,
-        /// Index of immutable segments.
-        #[arg(long, value_enum, default_value = "flat")]
-        index: IndexArg,
-        /// HNSW links per node (0: default 16).
-        #[arg(long, default_value_t = 0)]
-        m: u32,
-        /// HNSW build beam (0: default 100).
-        #[arg(long, default_value_t = 0)]
-        ef_construction: u32,
-    },
-    /// List collections.
-    List,
-    /// Show a collection's settings and statistics.
-    Describe { name: String },
-    /// Index a payload field for filters.
-    Index {
-        name: String,
-        field: String,
-        #[arg(long = "type", value_enum)]
-        field_type: FieldTypeArg,
-    },
-    /// Write the mutable segment to segment files now.
-    Flush { name: String },
-    /// Merge segments and drop deleted points now.
-    Compact { name: String },
-    /// Drop a collection and all its data.
-    Drop { name: String },
-}
-
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -273,55 +210,6 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     for r in rows {
         line(r);
     }
-}
-
-fn metric_name(m: i32) -> &'static str {
-    match pb::Metric::try_from(m) {
-        Ok(pb::Metric::Cosine) => "cosine",
-        Ok(pb::Metric::Dot) => "dot",
-        Ok(pb::Metric::L2) => "l2",
-        _ => "?",
-    }
-}
-
-fn info_json(c: &pb::CollectionInfo) -> Value {
-    json!({
-        "name": c.name, "dim": c.dim, "metric": metric_name(c.metric),
-        "durability": if c.durability == pb::Durability::Async as i32 { "async" } else { "sync" },
-        "flush_threshold": c.flush_threshold, "points": c.points, "segments": c.segments,
-        "disk_bytes": c.disk_bytes, "indexed_fraction": c.indexed_fraction,
-        "unflushed_points": c.unflushed_points,
-        "index_memory_bytes": c.index_memory_bytes,
-        "embedding_model": c.embedding_model,
-        "index": match c.index.as_ref().and_then(|i| i.kind.as_ref()) {
-            Some(pb::index_spec::Kind::Hnsw(h)) => json!({"hnsw": {"m": h.m, "ef_construction": h.ef_construction}}),
-            _ => json!("flat"),
-        },
-        "field_indexes": c.field_indexes.iter().map(|f| json!({"field": f.field, "type": if f.r#type == pb::FieldType::Numeric as i32 { "numeric" } else { "keyword" }})).collect::<Vec<_>>(),
-    })
-}
-
-fn print_info(c: &pb::CollectionInfo, as_json: bool) {
-    let v = info_json(c);
-    if as_json {
-        println!("{v}");
-        return;
-    }
-    let rows = v
-        .as_object()
-        .expect("object")
-        .iter()
-        .map(|(k, v)| {
-            vec![
-                k.clone(),
-                match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                },
-            ]
-        })
-        .collect();
-    table(&["field", "value"], rows);
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -371,6 +259,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             filter,
             exact,
             ef,
+            nprobe,
+            rerank,
             with_payload,
             with_vector,
         } => {
@@ -394,7 +284,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 with_payload,
                 with_vector,
                 exact,
-                params: (ef > 0).then_some(pb::SearchParams { ef, nprobe: 0 }),
+                params: (ef > 0 || nprobe > 0).then_some(pb::SearchParams { ef, nprobe }),
+                rerank,
             };
             let t = Instant::now();
             let hits = client.search(req).await?;
@@ -526,126 +417,6 @@ fn print_records(records: &[pb::Record], with_vector: bool, as_json: bool) {
     } else {
         table(&["id", "payload"], rows);
     }
-}
-
-async fn collection(client: &mut Client, cmd: CollectionCmd, as_json: bool) -> anyhow::Result<()> {
-    match cmd {
-        CollectionCmd::Create {
-            name,
-            dim,
-            model,
-            metric,
-            durability,
-            flush_threshold,
-            index,
-            m,
-            ef_construction,
-        } => {
-            let index = match index {
-                IndexArg::Flat => pb::index_spec::Kind::Flat(pb::FlatIndexSpec {}),
-                IndexArg::Hnsw => {
-                    pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec { m, ef_construction })
-                }
-            };
-            let metric = match metric {
-                MetricArg::Cosine => pb::Metric::Cosine,
-                MetricArg::Dot => pb::Metric::Dot,
-                MetricArg::L2 => pb::Metric::L2,
-            };
-            let durability = match durability {
-                DurabilityArg::Sync => pb::Durability::Sync,
-                DurabilityArg::Async => pb::Durability::Async,
-            };
-            let req = pb::CreateCollectionRequest {
-                name,
-                dim,
-                metric: metric as i32,
-                index: Some(pb::IndexSpec { kind: Some(index) }),
-                durability: durability as i32,
-                flush_threshold,
-                embedding_model: model.unwrap_or_default(),
-            };
-            let info = client.collections.create(req).await?.into_inner();
-            print_info(&info, as_json);
-        }
-        CollectionCmd::List => {
-            let list = client
-                .collections
-                .list(pb::ListCollectionsRequest {})
-                .await?
-                .into_inner()
-                .collections;
-            if as_json {
-                println!("{}", Value::Array(list.iter().map(info_json).collect()));
-            } else {
-                let rows = list
-                    .iter()
-                    .map(|c| {
-                        vec![
-                            c.name.clone(),
-                            c.dim.to_string(),
-                            metric_name(c.metric).into(),
-                            c.points.to_string(),
-                            c.segments.to_string(),
-                        ]
-                    })
-                    .collect();
-                table(&["name", "dim", "metric", "points", "segments"], rows);
-            }
-        }
-        CollectionCmd::Describe { name } => print_info(&client.describe(&name).await?, as_json),
-        CollectionCmd::Index {
-            name,
-            field,
-            field_type,
-        } => {
-            let t = match field_type {
-                FieldTypeArg::Keyword => pb::FieldType::Keyword,
-                FieldTypeArg::Numeric => pb::FieldType::Numeric,
-            };
-            let req = pb::CreateFieldIndexRequest {
-                collection: name,
-                field,
-                r#type: t as i32,
-            };
-            print_info(
-                &client
-                    .collections
-                    .create_field_index(req)
-                    .await?
-                    .into_inner(),
-                as_json,
-            );
-        }
-        CollectionCmd::Flush { name } => print_info(
-            &client
-                .collections
-                .flush(pb::FlushRequest { name })
-                .await?
-                .into_inner(),
-            as_json,
-        ),
-        CollectionCmd::Compact { name } => print_info(
-            &client
-                .collections
-                .compact(pb::CompactRequest { name })
-                .await?
-                .into_inner(),
-            as_json,
-        ),
-        CollectionCmd::Drop { name } => {
-            client
-                .collections
-                .drop(pb::DropCollectionRequest { name: name.clone() })
-                .await?;
-            if as_json {
-                println!("{}", json!({"dropped": name}))
-            } else {
-                println!("dropped {name}")
-            }
-        }
-    }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

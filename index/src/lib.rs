@@ -126,8 +126,8 @@ pub enum IndexKind {
     Flat(FlatIndex),
     /// HNSW graph.
     Hnsw(hnsw::HnswIndex),
-    /// Inverted lists of product-quantized residuals; searched with the index's own `nprobe`
-    /// and `rerank` (see [`ivfpq::IvfPqIndex::search_with`] for per-request values). Boxed:
+    /// Inverted lists of product-quantized residuals; searched with [`SearchParams`]' `nprobe`
+    /// and `rerank`, or the index's own defaults ([`ivfpq::IvfPqIndex::search_with`]). Boxed:
     /// the index keeps several arrays and would make every other variant as large.
     IvfPq(Box<ivfpq::IvfPqIndex>),
 }
@@ -139,6 +139,10 @@ pub struct SearchParams {
     pub exact: bool,
     /// HNSW beam width; `None` takes the index's default.
     pub ef: Option<usize>,
+    /// IVF-PQ lists probed; `None` takes the index's default.
+    pub nprobe: Option<usize>,
+    /// IVF-PQ candidates re-ranked exactly; `None` takes the index's default.
+    pub rerank: Option<usize>,
 }
 
 /// Filtered-search planner for graph indexes: exact search over the filter's bitmap costs one
@@ -169,7 +173,13 @@ impl IndexKind {
             IndexKind::Hnsw(h) => {
                 h.search_ef(vectors, metric, query, k, filter, params.ef.unwrap_or(h.ef))
             }
-            IndexKind::IvfPq(i) => i.search(vectors, metric, query, k, filter),
+            IndexKind::IvfPq(i) => {
+                let knobs = ivfpq::IvfPqSearchParams {
+                    nprobe: params.nprobe,
+                    rerank: params.rerank,
+                };
+                i.search_with(vectors, metric, query, k, filter, knobs)
+            }
         }
     }
 

@@ -139,11 +139,19 @@ pub fn collection_config(
                 h.ef_construction as usize
             },
         },
-        Some(pb::index_spec::Kind::IvfPq(_)) => {
-            return Err(Status::unimplemented(
-                "the ivf_pq index is not built yet; use flat",
-            ));
-        }
+        Some(pb::index_spec::Kind::IvfPq(p)) => IndexSpec::IvfPq {
+            nlist: if p.nlist == 0 {
+                DEFAULT_NLIST
+            } else {
+                p.nlist as usize
+            },
+            m: if p.m == 0 {
+                default_pq_m(r.dim as usize)
+            } else {
+                p.m as usize
+            },
+            nbits: if p.nbits == 0 { 8 } else { p.nbits },
+        },
     };
     let durability = match pb::Durability::try_from(r.durability) {
         Ok(pb::Durability::Unspecified | pb::Durability::Sync) => Durability::Sync,
@@ -164,6 +172,19 @@ pub fn collection_config(
         field_indexes: Vec::new(),
         embedding_model: (!r.embedding_model.is_empty()).then(|| r.embedding_model.clone()),
     })
+}
+
+/// IVF-PQ lists when a request says 0: about 80 points a list in a segment of the default
+/// flush threshold (20,000), enough to train on (4 a list) from 1,024 points.
+const DEFAULT_NLIST: usize = 256;
+
+/// IVF-PQ sub-spaces when a request says 0: the largest divisor of `dim` up to 16 (16 bytes a
+/// code at dimension 64 and above when it divides).
+fn default_pq_m(dim: usize) -> usize {
+    (1..=16.min(dim.max(1)))
+        .rev()
+        .find(|m| dim.is_multiple_of(*m))
+        .unwrap_or(1)
 }
 
 /// A wire field type.
@@ -189,6 +210,11 @@ pub fn collection_info(c: &quiver_storage::Collection) -> pb::CollectionInfo {
         IndexSpec::Hnsw { m, ef_construction } => pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec {
             m: m as u32,
             ef_construction: ef_construction as u32,
+        }),
+        IndexSpec::IvfPq { nlist, m, nbits } => pb::index_spec::Kind::IvfPq(pb::IvfPqIndexSpec {
+            nlist: nlist as u32,
+            m: m as u32,
+            nbits,
         }),
     };
     let durability = match cfg.durability {
@@ -220,5 +246,6 @@ pub fn collection_info(c: &quiver_storage::Collection) -> pb::CollectionInfo {
         unflushed_points: st.unflushed_points,
         index_memory_bytes: st.index_memory_bytes,
         embedding_model: cfg.embedding_model.unwrap_or_default(),
+        exact_segments: st.exact_segments as u32,
     }
 }

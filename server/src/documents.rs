@@ -345,6 +345,7 @@ impl Documents for Service {
                     with_vector: r.with_vector,
                     exact: false,
                     params: r.params,
+                    rerank: 0,
                 })?;
                 let hits = blocking(move || c.search(&s.borrow())).await?;
                 Ok(Response::new(pb::SearchResponse {

@@ -228,12 +228,18 @@ pub(crate) struct OwnedSearch {
     filter: Option<quiver_storage::Filter>,
     exact: bool,
     ef: Option<usize>,
+    nprobe: Option<usize>,
+    rerank: Option<usize>,
     with_payload: bool,
     with_vector: bool,
 }
 
 /// Largest search beam a request may ask for.
 const MAX_EF: u32 = 4096;
+/// Most IVF-PQ lists a request may probe (the most a collection may have).
+const MAX_NPROBE: u32 = quiver_storage::types::MAX_NLIST as u32;
+/// Most IVF-PQ candidates a request may re-rank.
+const MAX_RERANK: u32 = 10_000;
 
 impl OwnedSearch {
     pub(crate) fn from_pb(r: pb::SearchRequest) -> Result<OwnedSearch, Status> {
@@ -243,13 +249,24 @@ impl OwnedSearch {
                 "ef {ef} is out of range (0 for the default, up to {MAX_EF})"
             )));
         }
-        if r.params.as_ref().is_some_and(|p| p.nprobe != 0) {
-            return Err(Status::unimplemented(
-                "nprobe applies to ivf_pq, which is not built yet",
-            ));
+        // nprobe and rerank are checked whatever the index, and ignored by collections
+        // without an ivf_pq index (as ef is by those without hnsw).
+        let nprobe = r.params.as_ref().map_or(0, |p| p.nprobe);
+        if nprobe > MAX_NPROBE {
+            return Err(invalid(format!(
+                "nprobe {nprobe} is out of range (0 for the default, up to {MAX_NPROBE})"
+            )));
+        }
+        if r.rerank > MAX_RERANK {
+            return Err(invalid(format!(
+                "rerank {} is out of range (0 for the default, up to {MAX_RERANK})",
+                r.rerank
+            )));
         }
         Ok(OwnedSearch {
             ef: (ef > 0).then_some(ef as usize),
+            nprobe: (nprobe > 0).then_some(nprobe as usize),
+            rerank: (r.rerank > 0).then_some(r.rerank as usize),
             filter: convert::opt_filter(r.filter.as_ref())?,
             vector: r.vector,
             k: r.k as usize,
@@ -266,6 +283,8 @@ impl OwnedSearch {
             filter: self.filter.as_ref(),
             exact: self.exact,
             ef: self.ef,
+            nprobe: self.nprobe,
+            rerank: self.rerank,
             with_payload: self.with_payload,
             with_vector: self.with_vector,
         }

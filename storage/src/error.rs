@@ -119,6 +119,10 @@ pub enum StorageError {
         /// The missing feature.
         what: String,
     },
+    /// Training or building a segment's index failed (the segment is not flushed; the
+    /// maintenance thread retries).
+    #[error("building the segment index failed: {0}")]
+    IndexBuild(#[from] quiver_index::ivfpq::IvfPqError),
     /// A file whose bytes are not what was written.
     #[error("corrupted file {path}: {reason}")]
     Corrupted {

@@ -12,7 +12,7 @@
 //! |--------------------|-----------------------------------------------------------------|
 //! | `engine.rs`        | [`Storage`]: open and recovery, writer (group commit), maintenance |
 //! | `collection/`      | [`Collection`]: state, reads, flush, compaction, manifest         |
-//! | `segment.rs`       | mutable and sealed segments, the segment file format              |
+//! | `segment/`         | mutable and sealed segments, the segment file format, index files |
 //! | `wal.rs`           | WAL record encoding                                              |
 //! | `snapshot.rs`      | one-file snapshots at a consistent point, and restore            |
 //! | `db.rs`            | RocksDB column families                                          |

@@ -100,6 +100,31 @@ pub enum IndexSpec {
         /// Beam width while building.
         ef_construction: usize,
     },
+    /// An IVF-PQ index per segment, trained on that segment's own vectors. A segment with
+    /// fewer than [`IndexSpec::ivf_pq_min_points`] points is searched exactly instead.
+    IvfPq {
+        /// Inverted lists (coarse k-means centroids).
+        nlist: usize,
+        /// PQ sub-spaces, bytes per code; divides the dimension.
+        m: usize,
+        /// Bits per sub-space code; only 8.
+        nbits: u32,
+    },
+}
+
+/// The largest `nlist` a collection may ask for.
+pub const MAX_NLIST: usize = 65_536;
+/// Training points an IVF-PQ segment needs per list: below `4 · nlist` points (or below 256,
+/// what one PQ codebook needs) its k-means would be fit to almost nothing, so the segment is
+/// searched exactly.
+pub const IVF_PQ_POINTS_PER_LIST: usize = 4;
+
+impl IndexSpec {
+    /// The fewest points an IVF-PQ segment of `nlist` lists is trained on; smaller segments
+    /// are searched exactly (flat).
+    pub fn ivf_pq_min_points(nlist: usize) -> usize {
+        (IVF_PQ_POINTS_PER_LIST * nlist).max(quiver_index::ivfpq::KSUB)
+    }
 }
 
 /// How a payload field is indexed.
@@ -165,6 +190,20 @@ impl CollectionConfig {
             if !(2..=128).contains(&m) || !(1..=4096).contains(&ef_construction) {
                 return bad(format!(
                     "hnsw m {m} must be in 2..=128 and ef_construction {ef_construction} in 1..=4096"
+                ));
+            }
+        }
+        if let IndexSpec::IvfPq { nlist, m, nbits } = self.index {
+            if nbits != 8 {
+                return bad(format!("ivf_pq nbits {nbits} is not supported; only 8 is"));
+            }
+            if !(1..=MAX_NLIST).contains(&nlist) {
+                return bad(format!("ivf_pq nlist {nlist} must be in 1..={MAX_NLIST}"));
+            }
+            if m == 0 || !self.dim.is_multiple_of(m) {
+                return bad(format!(
+                    "ivf_pq m {m} must divide the dimension {} (sub-spaces of equal width)",
+                    self.dim
                 ));
             }
         }

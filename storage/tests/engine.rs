@@ -106,6 +106,8 @@ fn flush_compact_reopen_and_drop() {
                 filter: None,
                 exact: false,
                 ef: None,
+                nprobe: None,
+                rerank: None,
                 with_payload: false,
                 with_vector: false,
             })

@@ -105,6 +105,8 @@ fn check(
                 filter: None,
                 exact: false,
                 ef: None,
+                nprobe: None,
+                rerank: None,
                 with_payload: false,
                 with_vector: false,
             })

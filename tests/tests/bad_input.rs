@@ -21,6 +21,23 @@ fn upsert(points: Vec<pb::Point>) -> pb::UpsertRequest {
     }
 }
 
+/// A dimension-4 collection "w" with an ivf_pq index.
+fn ivf_pq(nlist: u32, m: u32, nbits: u32) -> pb::CreateCollectionRequest {
+    pb::CreateCollectionRequest {
+        name: "w".into(),
+        dim: 4,
+        metric: 1,
+        index: Some(pb::IndexSpec {
+            kind: Some(pb::index_spec::Kind::IvfPq(pb::IvfPqIndexSpec {
+                nlist,
+                m,
+                nbits,
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
 fn search(vector: Vec<f32>, k: u32, filter: Option<pb::Filter>) -> pb::SearchRequest {
     pb::SearchRequest {
         collection: "v".into(),
@@ -256,6 +273,25 @@ async fn bad_inputs_get_clear_status_codes_and_change_nothing() {
             search(v4(), 5, bad_filter(r#"{"must":[{"has_id":[]}]}"#)),
             Code::InvalidArgument,
         ),
+        (
+            "nprobe over the most lists a collection may have",
+            pb::SearchRequest {
+                params: Some(pb::SearchParams {
+                    ef: 0,
+                    nprobe: 65_537,
+                }),
+                ..search(v4(), 5, None)
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            "rerank huge",
+            pb::SearchRequest {
+                rerank: 10_001,
+                ..search(v4(), 5, None)
+            },
+            Code::InvalidArgument,
+        ),
     ];
     for (what, req, code) in searches {
         let err = c.points.search(req).await.expect_err(what);
@@ -329,27 +365,32 @@ async fn bad_inputs_get_clear_status_codes_and_change_nothing() {
             Code::InvalidArgument,
         ),
         (
-            "index not built yet",
-            pb::CreateCollectionRequest {
-                name: "w".into(),
-                dim: 4,
-                metric: 1,
-                index: Some(pb::IndexSpec {
-                    kind: Some(pb::index_spec::Kind::IvfPq(pb::IvfPqIndexSpec {
-                        nlist: 16,
-                        m: 8,
-                        nbits: 8,
-                    })),
-                }),
-                ..Default::default()
-            },
-            Code::Unimplemented,
+            "ivf_pq m that does not divide dim",
+            ivf_pq(16, 8, 8),
+            Code::InvalidArgument,
+        ),
+        (
+            "ivf_pq codes of 4 bits",
+            ivf_pq(16, 2, 4),
+            Code::InvalidArgument,
+        ),
+        (
+            "ivf_pq nlist huge",
+            ivf_pq(1 << 20, 2, 8),
+            Code::InvalidArgument,
         ),
     ];
     for (what, req, code) in creates {
         let err = c.collections.create(req).await.expect_err(what);
         assert_eq!(err.code(), code, "{what}: {}", err.message());
     }
+    let err = c.collections.create(ivf_pq(16, 3, 8)).await.unwrap_err();
+    assert!(
+        err.message()
+            .contains("ivf_pq m 3 must divide the dimension 4"),
+        "{}",
+        err.message()
+    );
 
     let err = c
         .collections

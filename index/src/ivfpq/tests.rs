@@ -434,7 +434,7 @@ fn index_kind_dispatches_to_ivfpq() {
         &f,
         crate::SearchParams {
             exact: true,
-            ef: None,
+            ..Default::default()
         },
     );
     assert_eq!(got, exact);

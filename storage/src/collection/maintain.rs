@@ -153,16 +153,16 @@ impl Collection {
             let c = self.config.read();
             (c.index, c.metric)
         };
-        let graph = segment::build_index(&spec, metric, data.vectors());
+        let index = segment::build_index(&spec, metric, data.vectors())?;
         let (dir, _) = segment::write_segment(
             &self.segments_dir(),
             id,
             data.dim,
             data.vectors.as_slice(),
             &data.ids,
-            graph.as_deref(),
+            index.as_ref(),
         )?;
-        let opened = segment::open_segment(&dir, id, data.dim, &spec)?;
+        let opened = segment::open_segment(&dir, id, data.dim, metric, &spec)?;
         let mut s = self.state.write();
         if self.is_dropped() {
             return Ok(false);
@@ -262,18 +262,18 @@ impl Collection {
                 let c = self.config.read();
                 (c.index, c.metric)
             };
-            let graph =
-                segment::build_index(&spec, metric, quiver_index::Vectors::new(&vectors, dim));
+            let index =
+                segment::build_index(&spec, metric, quiver_index::Vectors::new(&vectors, dim))?;
             let (dir, _) = segment::write_segment(
                 &self.segments_dir(),
                 new_id,
                 dim,
                 &vectors,
                 &ids,
-                graph.as_deref(),
+                index.as_ref(),
             )?;
             drop(vectors);
-            let data = segment::open_segment(&dir, new_id, dim, &spec)?;
+            let data = segment::open_segment(&dir, new_id, dim, metric, &spec)?;
             let fields = self.config.read().field_indexes.clone();
             let mut pidx = PayloadIndex::new(&fields);
             if !fields.is_empty() {
@@ -452,7 +452,8 @@ impl Collection {
             s.next_segment_id = manifest.next_segment_id;
             for seg in &manifest.segments {
                 let path = seg_dir.join(seg.0.to_string());
-                let data = segment::open_segment(&path, *seg, dim, &manifest.config.index)?;
+                let cfg = &manifest.config;
+                let data = segment::open_segment(&path, *seg, dim, cfg.metric, &cfg.index)?;
                 let raw =
                     c.db.rocks()
                         .get(codec::deleted_key(id, *seg))?

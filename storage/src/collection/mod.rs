@@ -92,6 +92,9 @@ pub struct CollectionStats {
     pub unflushed_points: u64,
     /// Memory held by the segments' indexes, bytes.
     pub index_memory_bytes: u64,
+    /// Sealed segments searched exactly although the collection names an index: IVF-PQ
+    /// segments with too few points to train on (`IndexSpec::ivf_pq_min_points`).
+    pub exact_segments: usize,
 }
 
 /// One collection. Shared between request handlers, the writer and maintenance threads.
@@ -293,11 +296,21 @@ impl Collection {
 
     /// Live statistics.
     pub fn stats(&self) -> CollectionStats {
+        // The config lock first and alone: never held while waiting for the state lock.
+        let indexed = self.config.read().index != crate::types::IndexSpec::Flat;
         let s = self.state.read();
         let points = s.id_map.len() as u64;
         let sealed: Vec<&Slot> = s.slots.values().filter(|sl| sl.sealed).collect();
         let in_sealed: u64 = sealed.iter().map(|sl| sl.live()).sum();
         CollectionStats {
+            exact_segments: if indexed {
+                sealed
+                    .iter()
+                    .filter(|sl| matches!(sl.data.index, quiver_index::IndexKind::Flat(_)))
+                    .count()
+            } else {
+                0
+            },
             points,
             segments: sealed.len(),
             disk_bytes: sealed

@@ -23,6 +23,11 @@ pub struct SearchRequest<'a> {
     pub exact: bool,
     /// HNSW beam width; `None` takes the default.
     pub ef: Option<usize>,
+    /// IVF-PQ lists probed in each segment; `None` takes the default. Segments without an
+    /// IVF-PQ index ignore it.
+    pub nprobe: Option<usize>,
+    /// IVF-PQ candidates re-ranked exactly in each segment; `None` takes the default.
+    pub rerank: Option<usize>,
     /// Return payloads.
     pub with_payload: bool,
     /// Return vectors.
@@ -196,6 +201,8 @@ impl Collection {
                     let params = SearchParams {
                         exact: r.exact,
                         ef: r.ef,
+                        nprobe: r.nprobe,
+                        rerank: r.rerank,
                     };
                     index.search(view.vectors, metric, r.vector, r.k, &pf, params)
                 }

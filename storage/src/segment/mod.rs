@@ -16,10 +16,22 @@
 //! ids.bin    : body = count × point id (codec.rs: tag u8, then u64 LE or u32 length + UTF-8)
 //! hnsw.bin   : body = the frozen graph (quiver_index::hnsw::graph: its own layout), present
 //!              when the collection's index is hnsw
+//! ivfpq.bin  : body = the IVF-PQ index (quiver_index::ivfpq::bytes: its own layout), present
+//!              when the collection's index is ivf_pq and the segment has enough points to
+//!              train it (IndexSpec::ivf_pq_min_points); smaller segments are searched exactly
 //! ```
+//!
+//! | file       | what it holds                                                        |
+//! |------------|----------------------------------------------------------------------|
+//! | `mod.rs`   | segments in memory, the file header and checksum, writing, opening     |
+//! | `index.rs` | the index file: which one a segment has, building it, reading it back |
 //! Files are written in a `.tmp` folder, fsynced, and renamed into place; the manifest in
 //! RocksDB names the segment only after that. Deletions are not in these files: they live in
 //! RocksDB (`deleted/` keys) because they change after the segment is sealed.
+
+mod index;
+
+pub use index::{BuiltIndex, HNSW_FILE, IVFPQ_FILE, build_index, index_file};
 
 use crate::codec::{Reader, put_point_id};
 use crate::error::{Result, StorageError, io_err};
@@ -27,7 +39,6 @@ use crate::payload_index::PayloadIndex;
 use crate::types::IndexSpec;
 use crate::types::{PointId, SegmentId};
 use memmap2::Mmap;
-use quiver_index::hnsw::{self, HnswGraph, HnswIndex, HnswParams};
 use quiver_index::{FlatIndex, IndexKind, Metric, Vectors};
 use roaring::RoaringBitmap;
 use std::fs::{self, File};
@@ -44,9 +55,6 @@ const HEADER_LEN: usize = 64;
 const TRAILER_LEN: usize = 8;
 const KIND_VECTORS: u32 = 1;
 const KIND_IDS: u32 = 2;
-const KIND_HNSW: u32 = 3;
-/// File of the HNSW graph (collections with an hnsw index).
-pub const HNSW_FILE: &str = "hnsw.bin";
 /// File of the vectors.
 pub const VECTORS_FILE: &str = "vectors.bin";
 /// File of the ids.
@@ -227,7 +235,7 @@ pub fn write_segment(
     dim: usize,
     vectors: &[f32],
     ids: &[PointId],
-    index: Option<&[u8]>,
+    index: Option<&BuiltIndex>,
 ) -> Result<(PathBuf, u64)> {
     let final_dir = segments_dir.join(id.0.to_string());
     let tmp_dir = segments_dir.join(format!("{}.tmp", id.0));
@@ -252,11 +260,11 @@ pub fn write_segment(
         &header(KIND_IDS, id, ids.len(), dim),
         &[&raw_ids],
     )?;
-    if let Some(graph) = index {
+    if let Some(built) = index {
         bytes += write_file(
-            &tmp_dir.join(HNSW_FILE),
-            &header(KIND_HNSW, id, ids.len(), dim),
-            &[graph],
+            &tmp_dir.join(built.file),
+            &header(built.kind, id, ids.len(), dim),
+            &[&built.bytes],
         )?;
     }
     fsync_dir(&tmp_dir)?;
@@ -265,7 +273,7 @@ pub fn write_segment(
     Ok((final_dir, bytes))
 }
 
-fn corrupted(path: &Path, reason: impl Into<String>) -> StorageError {
+pub(super) fn corrupted(path: &Path, reason: impl Into<String>) -> StorageError {
     StorageError::Corrupted {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -274,7 +282,13 @@ fn corrupted(path: &Path, reason: impl Into<String>) -> StorageError {
 
 /// Checks a file's bytes: magic, kind, version, segment id, dimension and checksum.
 /// Returns the header's count.
-fn check_file(raw: &[u8], path: &Path, kind: u32, id: SegmentId, dim: usize) -> Result<usize> {
+pub(super) fn check_file(
+    raw: &[u8],
+    path: &Path,
+    kind: u32,
+    id: SegmentId,
+    dim: usize,
+) -> Result<usize> {
     if raw.len() < HEADER_LEN + TRAILER_LEN {
         return Err(corrupted(
             path,
@@ -366,27 +380,11 @@ pub fn decode_segment_bytes(
     decode_ids(ids, Path::new(IDS_FILE), id, dim, count)
 }
 
-fn map_file(path: &Path) -> Result<Mmap> {
+pub(super) fn map_file(path: &Path) -> Result<Mmap> {
     let f = File::open(path).map_err(io_err(path))?;
     // SAFETY: segment files are written once, renamed into place and never modified while
     // mapped; the checksum is verified before any byte is trusted.
     unsafe { Mmap::map(&f) }.map_err(io_err(path))
-}
-
-/// Builds the index bytes `spec` asks for over these vectors (`None` for flat), on every core.
-pub fn build_index(spec: &IndexSpec, metric: Metric, vectors: Vectors<'_>) -> Option<Vec<u8>> {
-    match *spec {
-        IndexSpec::Flat => None,
-        IndexSpec::Hnsw { m, ef_construction } => {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let params = HnswParams {
-                m,
-                ef_construction,
-                ..HnswParams::default()
-            };
-            Some(hnsw::build(vectors, metric, params, threads).to_bytes())
-        }
-    }
 }
 
 /// Opens the segment in `dir`, verifying every file. Any damage is an error naming the file.
@@ -394,6 +392,7 @@ pub fn open_segment(
     dir: &Path,
     id: SegmentId,
     dim: usize,
+    metric: Metric,
     spec: &IndexSpec,
 ) -> Result<SegmentData> {
     let vpath = dir.join(VECTORS_FILE);
@@ -402,32 +401,8 @@ pub fn open_segment(
     let ipath = dir.join(IDS_FILE);
     let imap = map_file(&ipath)?;
     let ids = decode_ids(&imap, &ipath, id, dim, count)?;
-    let mut bytes = (vmap.len() + imap.len()) as u64;
-    let index = match spec {
-        IndexSpec::Flat => IndexKind::Flat(FlatIndex),
-        IndexSpec::Hnsw { .. } => {
-            let hpath = dir.join(HNSW_FILE);
-            let hmap = map_file(&hpath)?;
-            let hcount = check_file(&hmap, &hpath, KIND_HNSW, id, dim)?;
-            if hcount != count {
-                return Err(corrupted(
-                    &hpath,
-                    format!("graph of {hcount} nodes for {count} vectors"),
-                ));
-            }
-            let len = hmap.len();
-            // The graph's arrays are searched in place in the mapped file.
-            let shared: quiver_index::hnsw::SharedBytes = std::sync::Arc::new(hmap);
-            let graph =
-                HnswGraph::from_shared(shared, HEADER_LEN, len - HEADER_LEN - TRAILER_LEN, count)
-                    .map_err(|e| corrupted(&hpath, e.to_string()))?;
-            bytes += len as u64;
-            IndexKind::Hnsw(HnswIndex {
-                graph,
-                ef: hnsw::DEFAULT_EF,
-            })
-        }
-    };
+    let (index, index_bytes) = index::open_index(dir, id, dim, count, metric, spec)?;
+    let bytes = (vmap.len() + imap.len()) as u64 + index_bytes;
     Ok(SegmentData {
         id,
         dim,
@@ -471,11 +446,44 @@ mod tests {
         let dir = tmpdir("rt");
         let (v, ids) = sample();
         let (path, bytes) = write_segment(&dir, SegmentId(4), 3, &v, &ids, None).unwrap();
-        let seg = open_segment(&path, SegmentId(4), 3, &IndexSpec::Flat).unwrap();
+        let seg = open_segment(&path, SegmentId(4), 3, Metric::L2, &IndexSpec::Flat).unwrap();
         assert_eq!(seg.vectors.as_slice(), &v[..]);
         assert_eq!(seg.ids, ids);
         assert_eq!(seg.disk.as_ref().unwrap().1, bytes);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Flips every 7th byte of each file, then truncates it, then removes `ids.bin`: every
+    /// damage is refused with an error naming the file.
+    fn check_damage_is_detected(
+        path: &Path,
+        id: SegmentId,
+        dim: usize,
+        spec: &IndexSpec,
+        files: &[&str],
+    ) {
+        let open = || open_segment(path, id, dim, Metric::L2, spec);
+        assert!(open().is_ok());
+        for file in files {
+            let p = path.join(file);
+            let good = fs::read(&p).unwrap();
+            for pos in (0..good.len()).step_by(7) {
+                let mut bad = good.clone();
+                bad[pos] ^= 0x10;
+                fs::write(&p, &bad).unwrap();
+                let err = open().unwrap_err();
+                assert!(err.to_string().contains(file), "{file} byte {pos}: {err}");
+            }
+            fs::write(&p, &good[..good.len() - 3]).unwrap();
+            assert!(open().is_err());
+            fs::remove_file(&p).unwrap();
+            assert!(
+                open().unwrap_err().to_string().contains(file),
+                "{file} missing"
+            );
+            fs::write(&p, &good).unwrap();
+        }
+        assert!(open().is_ok());
     }
 
     #[test]
@@ -486,30 +494,73 @@ mod tests {
             m: 4,
             ef_construction: 16,
         };
-        let graph = build_index(&spec, Metric::L2, Vectors::new(&v, 3));
-        let (path, _) = write_segment(&dir, SegmentId(1), 3, &v, &ids, graph.as_deref()).unwrap();
-        assert!(open_segment(&path, SegmentId(1), 3, &spec).is_ok());
-        for file in [VECTORS_FILE, IDS_FILE, HNSW_FILE] {
-            let p = path.join(file);
-            let good = fs::read(&p).unwrap();
-            for pos in (0..good.len()).step_by(7) {
-                let mut bad = good.clone();
-                bad[pos] ^= 0x10;
-                fs::write(&p, &bad).unwrap();
-                let err = open_segment(&path, SegmentId(1), 3, &spec).unwrap_err();
-                assert!(err.to_string().contains(file), "{file} byte {pos}: {err}");
-            }
-            fs::write(&p, &good[..good.len() - 3]).unwrap();
-            assert!(open_segment(&path, SegmentId(1), 3, &spec).is_err());
-            fs::write(&p, &good).unwrap();
-        }
-        fs::remove_file(path.join(IDS_FILE)).unwrap();
+        let graph = build_index(&spec, Metric::L2, Vectors::new(&v, 3)).unwrap();
+        let (path, _) = write_segment(&dir, SegmentId(1), 3, &v, &ids, graph.as_ref()).unwrap();
+        let files = [VECTORS_FILE, IDS_FILE, HNSW_FILE];
+        check_damage_is_detected(&path, SegmentId(1), 3, &spec, &files);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// 600 clustered points of dimension 8, enough to train 16 lists.
+    fn ivfpq_sample() -> (Vec<f32>, Vec<PointId>, IndexSpec) {
+        let v = quiver_index::synthetic::clustered(600, 8, 5, 4, 9);
+        let ids = (0..600).map(PointId::Num).collect();
+        let spec = IndexSpec::IvfPq {
+            nlist: 16,
+            m: 4,
+            nbits: 8,
+        };
+        (v, ids, spec)
+    }
+
+    #[test]
+    fn ivfpq_file_round_trip_and_damage() {
+        let dir = tmpdir("ivfpq");
+        let (v, ids, spec) = ivfpq_sample();
+        let built = build_index(&spec, Metric::L2, Vectors::new(&v, 8)).unwrap();
+        let built = built.expect("600 points train 16 lists");
+        assert_eq!(built.file(), IVFPQ_FILE);
+        let (path, bytes) = write_segment(&dir, SegmentId(2), 8, &v, &ids, Some(&built)).unwrap();
+        let seg = open_segment(&path, SegmentId(2), 8, Metric::L2, &spec).unwrap();
+        assert_eq!(seg.disk.as_ref().unwrap().1, bytes);
+        let IndexKind::IvfPq(ix) = &seg.index else {
+            panic!("an ivf_pq segment opens with its index: {:?}", seg.index);
+        };
+        assert_eq!(ix.to_bytes(), built.bytes(), "read back, not retrained");
+        assert!(seg.index.memory_bytes() > 0);
+        // A stored vector finds itself (after exact re-ranking).
+        let f = quiver_index::PointFilter::default();
+        let q = &v[8 * 123..8 * 124];
+        let p = quiver_index::SearchParams::default();
+        let hits = seg.index.search(seg.vectors(), Metric::L2, q, 3, &f, p);
+        assert_eq!(hits[0].key, 123);
+        // Opened under another metric: refused, naming the file.
+        let err = open_segment(&path, SegmentId(2), 8, Metric::Dot, &spec).unwrap_err();
+        assert!(err.to_string().contains(IVFPQ_FILE), "{err}");
+        let files = [VECTORS_FILE, IDS_FILE, IVFPQ_FILE];
+        check_damage_is_detected(&path, SegmentId(2), 8, &spec, &files);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn small_ivfpq_segments_are_flat_without_a_file() {
+        let dir = tmpdir("ivfpq-small");
+        let (v, ids, _) = ivfpq_sample();
+        // 600 points are fewer than 4 points for each of 256 lists.
+        let spec = IndexSpec::IvfPq {
+            nlist: 256,
+            m: 4,
+            nbits: 8,
+        };
         assert!(
-            open_segment(&path, SegmentId(1), 3, &spec)
-                .unwrap_err()
-                .to_string()
-                .contains(IDS_FILE)
+            build_index(&spec, Metric::L2, Vectors::new(&v, 8))
+                .unwrap()
+                .is_none()
         );
+        let (path, _) = write_segment(&dir, SegmentId(3), 8, &v, &ids, None).unwrap();
+        assert!(!path.join(IVFPQ_FILE).exists());
+        let seg = open_segment(&path, SegmentId(3), 8, Metric::L2, &spec).unwrap();
+        assert!(matches!(seg.index, IndexKind::Flat(_)));
         fs::remove_dir_all(&dir).unwrap();
     }
 }
