@@ -96,6 +96,9 @@ enum Cmd {
         /// Measured passes over the questions (after one warm-up pass).
         #[arg(long, default_value_t = 1)]
         rounds: usize,
+        /// Plain greedy decoding (no prompt-lookup drafts), for comparison.
+        #[arg(long)]
+        no_prompt_lookup: bool,
     },
     /// Search a running server with concurrent clients for a fixed time.
     Search {
@@ -363,7 +366,18 @@ async fn main() -> anyhow::Result<()> {
             questions,
             max_tokens,
             rounds,
-        } => rag::run(&addr, &collection, &questions, max_tokens, rounds).await,
+            no_prompt_lookup,
+        } => {
+            rag::run(
+                &addr,
+                &collection,
+                &questions,
+                max_tokens,
+                rounds,
+                no_prompt_lookup,
+            )
+            .await
+        }
         Cmd::Embed {
             addr,
             metrics_addr,

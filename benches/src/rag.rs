@@ -14,6 +14,7 @@ pub async fn run(
     questions: &Path,
     max_tokens: u32,
     rounds: usize,
+    no_prompt_lookup: bool,
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(questions)
         .with_context(|| format!("reading {}", questions.display()))?;
@@ -26,12 +27,16 @@ pub async fn run(
     let mut c = Client::connect(addr).await?;
     let (mut first, mut total, mut rates) = (Vec::new(), Vec::new(), Vec::new());
     let (mut answered, mut no_context) = (0, 0);
+    let (mut passes, mut accepted, mut tokens) = (0u64, 0u64, 0u64);
     for round in 0..rounds.max(1) + 1 {
         for q in &qs {
             let req = pb::AskRequest {
                 collection: collection.into(),
                 question: q.to_string(),
                 max_tokens,
+                no_prompt_lookup,
+                // Every pass must generate: the cache would answer repeats.
+                no_cache: true,
                 ..Default::default()
             };
             let t = Instant::now();
@@ -60,6 +65,9 @@ pub async fn run(
             first.push(first_ms.unwrap_or(total_ms));
             total.push(total_ms);
             let tm = last.timings.unwrap_or_default();
+            passes += tm.forward_passes as u64;
+            accepted += tm.draft_tokens_accepted as u64;
+            tokens += tm.completion_tokens as u64;
             let decode_s = (tm.generate_ms - tm.prompt_ms) / 1e3;
             if tm.completion_tokens > 1 && decode_s > 0.0 {
                 rates.push((tm.completion_tokens - 1) as f64 / decode_s);
@@ -78,6 +86,8 @@ pub async fn run(
             "first_text_ms_p50": percentile(&first, 50.0), "first_text_ms_p95": percentile(&first, 95.0),
             "total_ms_p50": percentile(&total, 50.0), "total_ms_p95": percentile(&total, 95.0),
             "generate_tokens_per_s_p50": percentile(&rates, 50.0),
+            "prompt_lookup": !no_prompt_lookup, "completion_tokens": tokens,
+            "forward_passes": passes, "draft_tokens_accepted": accepted,
         })
     );
     Ok(())
