@@ -70,6 +70,11 @@ impl ServerProcess {
     /// Starts a server on free loopback ports over `data_dir`, with extra flags; waits until it
     /// listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_env(data_dir, extra, &[])
+    }
+
+    /// As `start`, with extra environment variables for the server process.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let bin = server_bin();
         assert!(
             bin.exists(),
@@ -93,6 +98,7 @@ impl ServerProcess {
             .args(extra)
             .env("QUIVER_LOG", "info")
             .env("QUIVER_MODELS_DIR", models_dir())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
