@@ -101,6 +101,8 @@ pub struct Generator {
     model: Mutex<Llama>,
     /// Its tokenizer.
     pub tokenizer: ChatTokenizer,
+    /// Longest prompt plus answer (kept here: asking the model would wait for its lock).
+    context: usize,
 }
 
 /// Longest n-gram looked up for a draft.
@@ -192,6 +194,7 @@ impl Generator {
         let model =
             Llama::load(&content, &mut file, &Device::Cpu).map_err(|e| damaged(e.to_string()))?;
         Ok(Generator {
+            context: model.context(),
             model: Mutex::new(model),
             tokenizer,
         })
@@ -199,10 +202,7 @@ impl Generator {
 
     /// Longest prompt plus answer, in tokens.
     pub fn context(&self) -> usize {
-        self.model
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .context()
+        self.context
     }
 
     /// Generates from `prompt` (token ids), handing each new piece of text to `emit`; `emit`
