@@ -117,3 +117,71 @@ mod tests {
         std::fs::remove_file(p).unwrap();
     }
 }
+
+/// Figures of one filter share of `filter_sweep`.
+pub struct SweepPoint<'a> {
+    /// The share of points the filter is set to keep.
+    pub share: f64,
+    /// The admitted ids.
+    pub allowed: &'a quiver_index::RoaringBitmap,
+    /// Exact scans of the bitmap per second.
+    pub exact_qps: f64,
+    /// Index searches under the filter per second.
+    pub index_qps: f64,
+    /// Recall@10 of the index search against the exact scan.
+    pub recall: f64,
+}
+
+/// For filters keeping a share of points (a fixed pseudo-random subset per share), times an
+/// exact scan of the filter's bitmap and `search` under the filter on 200 queries, and prints
+/// what `report` makes of each share: where the two cross is a planner's switch point.
+pub fn filter_sweep(
+    v: Vectors<'_>,
+    qs: &[f32],
+    dim: usize,
+    search: &dyn Fn(&[f32], &PointFilter<'_>) -> Vec<u32>,
+    report: &dyn Fn(&SweepPoint<'_>) -> serde_json::Value,
+) {
+    use std::time::Instant;
+    let n = v.len() as u32;
+    let queries: Vec<&[f32]> = qs.chunks_exact(dim).take(200).collect();
+    let nq = queries.len() as f64;
+    for per_mille in [1u32, 2, 5, 10, 20, 50, 100, 200, 500] {
+        // Multiplicative hashing of the id picks the subset.
+        let allowed: quiver_index::RoaringBitmap = (0..n)
+            .filter(|i| i.wrapping_mul(2_654_435_761) % 1000 < per_mille)
+            .collect();
+        let f = PointFilter {
+            allowed: Some(&allowed),
+            deleted: None,
+        };
+        let t = Instant::now();
+        let exact: Vec<Vec<u32>> = queries
+            .iter()
+            .map(|q| {
+                quiver_index::flat::exact_search(v, Metric::L2, q, 10, &f)
+                    .iter()
+                    .map(|n| n.key)
+                    .collect()
+            })
+            .collect();
+        let exact_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let got: Vec<Vec<u32>> = queries.iter().map(|q| search(q, &f)).collect();
+        let index_s = t.elapsed().as_secs_f64();
+        let recall = got
+            .iter()
+            .zip(&exact)
+            .map(|(a, b)| recall_at(10, a, b))
+            .sum::<f64>()
+            / nq;
+        let point = SweepPoint {
+            share: per_mille as f64 / 1000.0,
+            allowed: &allowed,
+            exact_qps: nq / exact_s,
+            index_qps: nq / index_s,
+            recall,
+        };
+        println!("{}", report(&point));
+    }
+}

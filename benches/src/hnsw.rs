@@ -1,7 +1,7 @@
 //! In-process HNSW benchmark: build on every core (timed), then one search thread per ef of a
 //! sweep, reporting QPS and recall@10 against the ground truth.
 
-use crate::dataset::{read_ivecs, recall_at};
+use crate::dataset::{SweepPoint, filter_sweep, read_ivecs, recall_at};
 use quiver_client::vecfile::read_all;
 use quiver_index::hnsw::{HnswParams, build};
 use quiver_index::{Metric, PointFilter, Vectors};
@@ -66,8 +66,7 @@ pub fn run(
     Ok(())
 }
 
-/// For filters keeping a share of points, QPS and recall@10 of graph search under the filter
-/// and of an exact scan of the filter's bitmap: where they cross is the planner's switch point.
+/// The filter sweep for HNSW: graph search under the filter against exact bitmap scans.
 fn sweep_filters(
     g: &quiver_index::hnsw::HnswGraph,
     v: Vectors<'_>,
@@ -75,51 +74,16 @@ fn sweep_filters(
     dim: usize,
     ef: usize,
 ) {
-    let n = v.len() as u32;
-    for per_mille in [1u32, 2, 5, 10, 20, 50, 100, 200, 500] {
-        // A fixed pseudo-random subset: multiplicative hashing of the id.
-        let allowed: quiver_index::RoaringBitmap = (0..n)
-            .filter(|i| i.wrapping_mul(2_654_435_761) % 1000 < per_mille)
-            .collect();
-        let f = PointFilter {
-            allowed: Some(&allowed),
-            deleted: None,
-        };
-        let queries: Vec<&[f32]> = qs.chunks_exact(dim).take(200).collect();
-        let t = Instant::now();
-        let exact: Vec<Vec<u32>> = queries
+    let search = |q: &[f32], f: &PointFilter<'_>| -> Vec<u32> {
+        g.search(v, Metric::L2, q, 10, ef, f)
             .iter()
-            .map(|q| {
-                quiver_index::flat::exact_search(v, Metric::L2, q, 10, &f)
-                    .iter()
-                    .map(|n| n.key)
-                    .collect()
-            })
-            .collect();
-        let exact_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let graph: Vec<Vec<u32>> = queries
-            .iter()
-            .map(|q| {
-                g.search(v, Metric::L2, q, 10, ef, &f)
-                    .iter()
-                    .map(|n| n.key)
-                    .collect()
-            })
-            .collect();
-        let graph_s = t.elapsed().as_secs_f64();
-        let recall: f64 = graph
-            .iter()
-            .zip(&exact)
-            .map(|(a, b)| recall_at(10, a, b))
-            .sum::<f64>()
-            / queries.len() as f64;
-        let nq = queries.len() as f64;
-        println!(
-            "{}",
-            json!({"filter_share": per_mille as f64 / 1000.0, "admitted": allowed.len(), "ef": ef,
-                   "exact_qps": nq / exact_s, "graph_qps": nq / graph_s, "graph_recall_at_10": recall,
-                   "model_switch_admitted": quiver_index::prefer_exact(allowed.len(), v.len(), ef, g.m0())})
-        );
-    }
+            .map(|n| n.key)
+            .collect()
+    };
+    let report = |p: &SweepPoint<'_>| {
+        json!({"filter_share": p.share, "admitted": p.allowed.len(), "ef": ef,
+               "exact_qps": p.exact_qps, "graph_qps": p.index_qps, "graph_recall_at_10": p.recall,
+               "model_switch_admitted": quiver_index::prefer_exact(p.allowed.len(), v.len(), ef, g.m0())})
+    };
+    filter_sweep(v, qs, dim, &search, &report);
 }

@@ -2,7 +2,7 @@
 //! thread per (nprobe, rerank) of a sweep, reporting QPS and recall@10 against the ground
 //! truth. `benches/peers/ivfpq_peers.py` runs faiss on the same files and prints the same keys.
 
-use crate::dataset::{read_ivecs, recall_at};
+use crate::dataset::{SweepPoint, filter_sweep, read_ivecs, recall_at};
 use quiver_client::vecfile::read_all;
 use quiver_index::ivfpq::{IvfPqIndex, IvfPqParams, IvfPqQuantizer, IvfPqSearchParams};
 use quiver_index::{Metric, PointFilter, Vectors};
@@ -118,8 +118,7 @@ pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow:
     Ok(())
 }
 
-/// For filters keeping a share of points, QPS and recall@10 of IVF-PQ under the filter and of
-/// an exact scan of the filter's bitmap: where they cross is the planner's switch point.
+/// The filter sweep for IVF-PQ: the lists searched under the filter against exact bitmap scans.
 fn sweep_filters(
     index: &IvfPqIndex,
     v: Vectors<'_>,
@@ -127,53 +126,18 @@ fn sweep_filters(
     dim: usize,
     sp: IvfPqSearchParams,
 ) {
-    let n = v.len() as u32;
-    for per_mille in [1u32, 2, 5, 10, 20, 50, 100, 200, 500] {
-        // A fixed pseudo-random subset: multiplicative hashing of the id.
-        let allowed: quiver_index::RoaringBitmap = (0..n)
-            .filter(|i| i.wrapping_mul(2_654_435_761) % 1000 < per_mille)
-            .collect();
-        let f = PointFilter {
-            allowed: Some(&allowed),
-            deleted: None,
-        };
-        let queries: Vec<&[f32]> = qs.chunks_exact(dim).take(200).collect();
-        let t = Instant::now();
-        let exact: Vec<Vec<u32>> = queries
+    let search = |q: &[f32], f: &PointFilter<'_>| -> Vec<u32> {
+        index
+            .search_lists(v, Metric::L2, q, 10, f, sp)
             .iter()
-            .map(|q| {
-                quiver_index::flat::exact_search(v, Metric::L2, q, 10, &f)
-                    .iter()
-                    .map(|n| n.key)
-                    .collect()
-            })
-            .collect();
-        let exact_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let ivf: Vec<Vec<u32>> = queries
-            .iter()
-            .map(|q| {
-                index
-                    .search_lists(v, Metric::L2, q, 10, &f, sp)
-                    .iter()
-                    .map(|n| n.key)
-                    .collect()
-            })
-            .collect();
-        let ivf_s = t.elapsed().as_secs_f64();
-        let recall: f64 = ivf
-            .iter()
-            .zip(&exact)
-            .map(|(a, b)| recall_at(10, a, b))
-            .sum::<f64>()
-            / queries.len() as f64;
-        let nq = queries.len() as f64;
-        println!(
-            "{}",
-            json!({"filter_share": per_mille as f64 / 1000.0, "admitted": allowed.len(),
-                   "nprobe": sp.nprobe, "rerank": sp.rerank,
-                   "exact_qps": nq / exact_s, "ivfpq_qps": nq / ivf_s, "ivfpq_recall_at_10": recall,
-                   "model_prefers_exact": index.prefers_exact(allowed.len(), sp)})
-        );
-    }
+            .map(|n| n.key)
+            .collect()
+    };
+    let report = |p: &SweepPoint<'_>| {
+        json!({"filter_share": p.share, "admitted": p.allowed.len(),
+               "nprobe": sp.nprobe, "rerank": sp.rerank,
+               "exact_qps": p.exact_qps, "ivfpq_qps": p.index_qps, "ivfpq_recall_at_10": p.recall,
+               "model_prefers_exact": index.prefers_exact(p.allowed.len(), sp)})
+    };
+    filter_sweep(v, qs, dim, &search, &report);
 }
