@@ -59,6 +59,48 @@ pub fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
+/// Creates a collection whose documents the server embeds with `model`.
+pub async fn create_text_collection(
+    c: &mut Client,
+    name: &str,
+    model: &str,
+) -> Result<quiver_client::pb::CollectionInfo, tonic::Status> {
+    let req = quiver_client::pb::CreateCollectionRequest {
+        name: name.into(),
+        embedding_model: model.into(),
+        ..Default::default()
+    };
+    c.collections.create(req).await.map(|r| r.into_inner())
+}
+
+/// Sends one ingest request and reads the progress stream to its end: the last message.
+pub async fn ingest(
+    c: &mut Client,
+    req: quiver_client::pb::IngestRequest,
+) -> Result<quiver_client::pb::IngestProgress, tonic::Status> {
+    let mut stream = c
+        .documents
+        .ingest(tokio_stream::iter(vec![req]))
+        .await?
+        .into_inner();
+    let mut last = None;
+    while let Some(p) = stream.message().await? {
+        last = Some(p);
+    }
+    Ok(last.expect("progress messages"))
+}
+
+/// Documents from (id, text) pairs, without metadata.
+pub fn documents(docs: &[(&str, &str)]) -> Vec<quiver_client::pb::Document> {
+    docs.iter()
+        .map(|(id, text)| quiver_client::pb::Document {
+            id: id.to_string(),
+            text: text.to_string(),
+            metadata_json: String::new(),
+        })
+        .collect()
+}
+
 /// A file under tests/fixtures.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,7 +4,7 @@
 //! chunks, delete, persistence across a restart, back-pressure, a missing model, bad inputs.
 
 use quiver_client::{Client, pb};
-use quiver_tests::{ServerProcess, fixture, temp_dir};
+use quiver_tests::{ServerProcess, create_text_collection, fixture, ingest, temp_dir};
 use serde_json::Value;
 use std::time::Duration;
 use tonic::Code;
@@ -23,15 +23,7 @@ async fn embed(c: &mut Client, texts: &[&str]) -> Vec<Vec<f32>> {
     r.vectors.into_iter().map(|v| v.values).collect()
 }
 
-/// Creates a collection that embeds with the built-in model.
-async fn text_collection(c: &mut Client, name: &str) -> Result<pb::CollectionInfo, tonic::Status> {
-    let req = pb::CreateCollectionRequest {
-        name: name.into(),
-        embedding_model: "all-minilm-l6-v2".into(),
-        ..Default::default()
-    };
-    c.collections.create(req).await.map(|r| r.into_inner())
-}
+const MINILM: &str = "all-minilm-l6-v2";
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -122,26 +114,18 @@ const CORPUS: &[(&str, &str)] = &[
     ),
 ];
 
-async fn ingest(
+/// Ingests `docs` into `collection` with the default chunking.
+async fn ingest_docs(
     c: &mut Client,
     collection: &str,
     docs: Vec<pb::Document>,
 ) -> Result<pb::IngestProgress, tonic::Status> {
-    let first = pb::IngestRequest {
+    let req = pb::IngestRequest {
         collection: collection.into(),
         documents: docs,
         ..Default::default()
     };
-    let mut stream = c
-        .documents
-        .ingest(tokio_stream::iter(vec![first]))
-        .await?
-        .into_inner();
-    let mut last = None;
-    while let Some(p) = stream.message().await? {
-        last = Some(p);
-    }
-    Ok(last.expect("progress messages"))
+    ingest(c, req).await
 }
 
 fn doc(id: &str, text: &str) -> pb::Document {
@@ -187,10 +171,10 @@ async fn ingest_then_search_text_finds_the_answering_document_and_survives_resta
     let dir = temp_dir("docs");
     let mut server = ServerProcess::start(&dir, &[]);
     let mut c = server.client().await;
-    let info = text_collection(&mut c, "kb").await.unwrap();
+    let info = create_text_collection(&mut c, "kb", MINILM).await.unwrap();
     assert_eq!((info.dim, info.metric), (384, pb::Metric::Cosine as i32));
     assert_eq!(info.embedding_model, "all-minilm-l6-v2");
-    let p = ingest(
+    let p = ingest_docs(
         &mut c,
         "kb",
         CORPUS.iter().map(|(id, t)| doc(id, t)).collect(),
@@ -250,7 +234,7 @@ async fn reingest_replaces_chunks_and_delete_removes_them() {
     let dir = temp_dir("reingest");
     let server = ServerProcess::start(&dir, &[]);
     let mut c = server.client().await;
-    text_collection(&mut c, "kb").await.unwrap();
+    create_text_collection(&mut c, "kb", MINILM).await.unwrap();
     let long: String = (0..40)
         .map(|i| {
             format!("Sentence number {i} talks about lighthouses and the keepers who tended them. ")
@@ -262,16 +246,7 @@ async fn reingest_replaces_chunks_and_delete_removes_them() {
         chunk_tokens: 64,
         overlap_tokens: 8,
     };
-    let mut s = c
-        .documents
-        .ingest(tokio_stream::iter(vec![small]))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = pb::IngestProgress::default();
-    while let Some(p) = s.message().await.unwrap() {
-        last = p;
-    }
+    let last = ingest(&mut c, small).await.unwrap();
     assert!(last.done && last.chunks > 5, "{last:?}");
     let get = |c: &mut Client| {
         let mut c = c.clone();
@@ -304,7 +279,7 @@ async fn reingest_replaces_chunks_and_delete_removes_them() {
         );
     }
     // Re-ingest with a short text: one chunk remains.
-    ingest(
+    ingest_docs(
         &mut c,
         "kb",
         vec![doc("light", "Lighthouses are now automated.")],
@@ -351,7 +326,7 @@ async fn bad_document_requests_get_clear_statuses() {
     c.create_collection("plain", 4, pb::Metric::Cosine)
         .await
         .unwrap();
-    text_collection(&mut c, "kb").await.unwrap();
+    create_text_collection(&mut c, "kb", MINILM).await.unwrap();
     let wrong_dim = c
         .collections
         .create(pb::CreateCollectionRequest {
@@ -414,7 +389,7 @@ async fn bad_document_requests_get_clear_statuses() {
         ),
     ];
     for (what, coll, d, code) in cases {
-        let err = ingest(&mut c, coll, vec![d]).await.expect_err(what);
+        let err = ingest_docs(&mut c, coll, vec![d]).await.expect_err(what);
         assert_eq!(err.code(), code, "{what}: {err:?}");
     }
     let search = |query: &str, k: u32, coll: &str| pb::SearchTextRequest {
@@ -473,7 +448,9 @@ async fn a_missing_model_names_the_install_command_and_vectors_still_work() {
         "{}",
         err.message()
     );
-    let err = text_collection(&mut c, "kb").await.unwrap_err();
+    let err = create_text_collection(&mut c, "kb", MINILM)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(
         server.logs().contains("scripts/models.sh"),

@@ -4,7 +4,7 @@
 //! bad inputs.
 
 use quiver_client::{Client, pb};
-use quiver_tests::{ServerProcess, temp_dir};
+use quiver_tests::{ServerProcess, create_text_collection, documents, ingest, temp_dir};
 use tonic::Code;
 
 /// The text of a streamed answer and its last message.
@@ -142,34 +142,15 @@ async fn ask_answers_from_the_right_document_with_citations() {
     let dir = temp_dir("ask");
     let server = ServerProcess::start(&dir, &[]);
     let mut c = server.client().await;
-    c.collections
-        .create(pb::CreateCollectionRequest {
-            name: "kb".into(),
-            embedding_model: "all-minilm-l6-v2".into(),
-            ..Default::default()
-        })
+    create_text_collection(&mut c, "kb", "all-minilm-l6-v2")
         .await
         .unwrap();
-    let docs = DOCS
-        .iter()
-        .map(|(id, text)| pb::Document {
-            id: id.to_string(),
-            text: text.to_string(),
-            metadata_json: String::new(),
-        })
-        .collect();
-    let first = pb::IngestRequest {
+    let req = pb::IngestRequest {
         collection: "kb".into(),
-        documents: docs,
+        documents: documents(DOCS),
         ..Default::default()
     };
-    let mut s = c
-        .documents
-        .ingest(tokio_stream::iter(vec![first]))
-        .await
-        .unwrap()
-        .into_inner();
-    while s.message().await.unwrap().is_some() {}
+    assert!(ingest(&mut c, req).await.unwrap().done);
     let question = |q: &str| pb::AskRequest {
         collection: "kb".into(),
         question: q.into(),

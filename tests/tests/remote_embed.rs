@@ -4,7 +4,7 @@
 //! real; documents and text search go through it end to end.
 
 use quiver_client::pb;
-use quiver_tests::{ServerProcess, temp_dir};
+use quiver_tests::{ServerProcess, create_text_collection, documents, ingest, temp_dir};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,21 +116,14 @@ async fn documents_and_text_search_through_an_openai_compatible_endpoint() {
         "the server probed the dimension at start"
     );
     let mut c = server.client().await;
-    let info = c
-        .collections
-        .create(pb::CreateCollectionRequest {
-            name: "kb".into(),
-            embedding_model: "bag-of-words".into(),
-            ..Default::default()
-        })
+    let info = create_text_collection(&mut c, "kb", "bag-of-words")
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         info.dim, DIM as u32,
         "the dimension comes from the remote model"
     );
-    let docs = [
+    let docs = documents(&[
         (
             "volcano",
             "Etna is a volcano in Sicily with lava flows and ash.",
@@ -140,29 +133,13 @@ async fn documents_and_text_search_through_an_openai_compatible_endpoint() {
             "Sourdough bread rises with a starter of wild yeast.",
         ),
         ("chess", "The king castles towards a rook in chess."),
-    ]
-    .iter()
-    .map(|(id, text)| pb::Document {
-        id: id.to_string(),
-        text: text.to_string(),
-        metadata_json: String::new(),
-    })
-    .collect();
-    let first = pb::IngestRequest {
+    ]);
+    let req = pb::IngestRequest {
         collection: "kb".into(),
         documents: docs,
         ..Default::default()
     };
-    let mut s = c
-        .documents
-        .ingest(tokio_stream::iter(vec![first]))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = pb::IngestProgress::default();
-    while let Some(p) = s.message().await.unwrap() {
-        last = p;
-    }
+    let last = ingest(&mut c, req).await.unwrap();
     assert!(last.done && last.chunks == 3, "{last:?}");
     let hits = c
         .documents
@@ -179,13 +156,7 @@ async fn documents_and_text_search_through_an_openai_compatible_endpoint() {
     let p: Value = serde_json::from_str(&hits[0].payload_json).unwrap();
     assert_eq!(p["doc_id"], "volcano");
     // The built-in model is not this server's: collections naming it are refused.
-    let err = c
-        .collections
-        .create(pb::CreateCollectionRequest {
-            name: "other".into(),
-            embedding_model: "all-minilm-l6-v2".into(),
-            ..Default::default()
-        })
+    let err = create_text_collection(&mut c, "other", "all-minilm-l6-v2")
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
