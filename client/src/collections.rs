@@ -21,6 +21,15 @@ pub(crate) enum IndexArg {
     IvfPq,
 }
 
+/// How an HNSW index encodes the vectors it walks.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum QuantizeArg {
+    /// The f32 vectors themselves.
+    None,
+    /// One byte per dimension; the final candidates re-ranked on the f32 vectors.
+    Int8,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum DurabilityArg {
     Sync,
@@ -60,6 +69,9 @@ pub(crate) enum CollectionCmd {
         /// HNSW build beam (0: default 100).
         #[arg(long, default_value_t = 0)]
         ef_construction: u32,
+        /// HNSW: walk 8-bit codes of the vectors, re-ranking the final candidates exactly.
+        #[arg(long, value_enum, default_value = "none")]
+        quantize: QuantizeArg,
         /// IVF-PQ inverted lists (0: default 256). Segments under 4 points a list (at least
         /// 256) are searched exactly.
         #[arg(long, default_value_t = 0)]
@@ -107,7 +119,7 @@ fn info_json(c: &pb::CollectionInfo) -> Value {
         "exact_segments": c.exact_segments,
         "embedding_model": c.embedding_model,
         "index": match c.index.as_ref().and_then(|i| i.kind.as_ref()) {
-            Some(pb::index_spec::Kind::Hnsw(h)) => json!({"hnsw": {"m": h.m, "ef_construction": h.ef_construction}}),
+            Some(pb::index_spec::Kind::Hnsw(h)) => json!({"hnsw": {"m": h.m, "ef_construction": h.ef_construction, "quantize_int8": h.quantize_int8}}),
             Some(pb::index_spec::Kind::IvfPq(p)) => json!({"ivf_pq": {"nlist": p.nlist, "m": p.m, "nbits": p.nbits}}),
             _ => json!("flat"),
         },
@@ -154,14 +166,17 @@ pub(crate) async fn collection(
             index,
             m,
             ef_construction,
+            quantize,
             nlist,
             pq_m,
         } => {
             let index = match index {
                 IndexArg::Flat => pb::index_spec::Kind::Flat(pb::FlatIndexSpec {}),
-                IndexArg::Hnsw => {
-                    pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec { m, ef_construction })
-                }
+                IndexArg::Hnsw => pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec {
+                    m,
+                    ef_construction,
+                    quantize_int8: matches!(quantize, QuantizeArg::Int8),
+                }),
                 IndexArg::IvfPq => pb::index_spec::Kind::IvfPq(pb::IvfPqIndexSpec {
                     nlist,
                     m: pq_m,

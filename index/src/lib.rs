@@ -17,6 +17,7 @@
 //! | `flat.rs`     | exact search, also the fallback of every other index             |
 //! | `hnsw/`       | HNSW: parallel build, frozen graph, filtered search              |
 //! | `ivfpq/`      | IVF-PQ: k-means lists, product-quantized residuals, ADC scan     |
+//! | `sq8.rs`      | 8-bit scalar codes HNSW may walk instead of the f32 vectors      |
 //! | `synthetic.rs`| seeded clustered vectors for tests and benchmarks                |
 //!
 //! Each index is a variant of [`IndexKind`].
@@ -28,6 +29,7 @@ pub mod distance;
 pub mod flat;
 pub mod hnsw;
 pub mod ivfpq;
+pub mod sq8;
 pub mod synthetic;
 pub mod topk;
 
@@ -187,7 +189,7 @@ impl IndexKind {
     pub fn memory_bytes(&self) -> usize {
         match self {
             IndexKind::Flat(_) => 0,
-            IndexKind::Hnsw(h) => h.graph.memory_bytes(),
+            IndexKind::Hnsw(h) => h.memory_bytes(),
             IndexKind::IvfPq(i) => i.memory_bytes(),
         }
     }

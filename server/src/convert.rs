@@ -138,6 +138,7 @@ pub fn collection_config(
             } else {
                 h.ef_construction as usize
             },
+            quantize_int8: h.quantize_int8,
         },
         Some(pb::index_spec::Kind::IvfPq(p)) => IndexSpec::IvfPq {
             nlist: if p.nlist == 0 {
@@ -207,9 +208,14 @@ pub fn collection_info(c: &quiver_storage::Collection) -> pb::CollectionInfo {
     };
     let index = match cfg.index {
         IndexSpec::Flat => pb::index_spec::Kind::Flat(pb::FlatIndexSpec {}),
-        IndexSpec::Hnsw { m, ef_construction } => pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec {
+        IndexSpec::Hnsw {
+            m,
+            ef_construction,
+            quantize_int8,
+        } => pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec {
             m: m as u32,
             ef_construction: ef_construction as u32,
+            quantize_int8,
         }),
         IndexSpec::IvfPq { nlist, m, nbits } => pb::index_spec::Kind::IvfPq(pb::IvfPqIndexSpec {
             nlist: nlist as u32,

@@ -99,6 +99,10 @@ pub enum IndexSpec {
         m: usize,
         /// Beam width while building.
         ef_construction: usize,
+        /// Walk 8-bit codes of the vectors (`sq8.bin`, [`quiver_index::sq8`]) and re-rank the
+        /// final candidates on the f32 vectors.
+        #[serde(default)]
+        quantize_int8: bool,
     },
     /// An IVF-PQ index per segment, trained on that segment's own vectors. A segment with
     /// fewer than [`IndexSpec::ivf_pq_min_points`] points is searched exactly instead.
@@ -186,7 +190,10 @@ impl CollectionConfig {
                 self.dim
             ));
         }
-        if let IndexSpec::Hnsw { m, ef_construction } = self.index {
+        if let IndexSpec::Hnsw {
+            m, ef_construction, ..
+        } = self.index
+        {
             if !(2..=128).contains(&m) || !(1..=4096).contains(&ef_construction) {
                 return bad(format!(
                     "hnsw m {m} must be in 2..=128 and ef_construction {ef_construction} in 1..=4096"

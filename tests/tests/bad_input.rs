@@ -358,6 +358,7 @@ async fn bad_inputs_get_clear_status_codes_and_change_nothing() {
                     kind: Some(pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec {
                         m: 1000,
                         ef_construction: 100,
+                        ..Default::default()
                     })),
                 }),
                 ..Default::default()

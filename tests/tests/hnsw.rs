@@ -54,6 +54,7 @@ async fn hnsw_recall_filters_deletions_and_restart() {
             kind: Some(pb::index_spec::Kind::Hnsw(pb::HnswIndexSpec {
                 m: 0,
                 ef_construction: 0,
+                ..Default::default()
             })),
         }),
         ..Default::default()

@@ -202,10 +202,28 @@ impl HnswGraph {
         ef: usize,
         filter: &PointFilter<'_>,
     ) -> Vec<Neighbor> {
+        self.search_by(
+            |i| metric.distance_inline(query, vectors.get(i)),
+            |i| prefetch(vectors.get(i)),
+            k,
+            ef,
+            filter,
+        )
+    }
+
+    /// [`HnswGraph::search`] with the distance to the query of node `i` given by `dist(i)`
+    /// (exact or on codes), and `prefetch(i)` starting to load what `dist(i)` will read.
+    pub fn search_by(
+        &self,
+        dist: impl Fn(u32) -> f32,
+        prefetch: impl Fn(u32),
+        k: usize,
+        ef: usize,
+        filter: &PointFilter<'_>,
+    ) -> Vec<Neighbor> {
         if self.is_empty() || k == 0 {
             return Vec::new();
         }
-        let dist = |i: u32| metric.distance_inline(query, vectors.get(i));
         let mut ep = self.entry;
         let mut ep_d = dist(ep);
         for lev in (1..=self.top as usize).rev() {
@@ -251,7 +269,7 @@ impl HnswGraph {
             // overlap instead of queueing one behind the other.
             for &nb in nbs {
                 if !visited.contains(nb) {
-                    prefetch(vectors.get(nb));
+                    prefetch(nb);
                 }
             }
             for &nb in nbs {

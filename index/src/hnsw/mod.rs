@@ -12,6 +12,10 @@
 //! | `build.rs`   | parallel construction and the neighbour heuristic          |
 //! | `graph.rs`   | the frozen graph, its search, its byte layout              |
 //! | `visited.rs` | generation-counter visited sets and their pool             |
+//!
+//! With [`HnswIndex::quantized`] set, the beam walks 8-bit codes (`crate::sq8`) instead of the
+//! f32 vectors and its best `rerank` admitted candidates (default: all `ef`) are re-scored on
+//! the f32 vectors; the graph itself is always built on the f32 vectors.
 
 mod build;
 mod graph;
@@ -21,6 +25,7 @@ pub use build::build;
 pub use graph::{GraphError, HnswGraph, SharedBytes, Words};
 
 use crate::distance::Metric;
+use crate::sq8::Sq8;
 use crate::topk::Neighbor;
 use crate::{PointFilter, VectorIndexRead, Vectors};
 use std::cmp::Ordering;
@@ -74,6 +79,9 @@ pub struct HnswIndex {
     pub graph: HnswGraph,
     /// Search beam.
     pub ef: usize,
+    /// 8-bit codes of the vectors: when set, the beam is scored on them and the final
+    /// candidates re-ranked on the f32 vectors.
+    pub quantized: Option<Sq8>,
 }
 
 impl HnswIndex {
@@ -92,9 +100,63 @@ impl HnswIndex {
             Some(a) if crate::prefer_exact(a.len(), vectors.len(), ef, self.graph.m0()) => {
                 crate::flat::exact_search(vectors, metric, query, k, filter)
             }
-            _ => self.graph.search(vectors, metric, query, k, ef, filter),
+            _ => match &self.quantized {
+                None => self.graph.search(vectors, metric, query, k, ef, filter),
+                Some(sq) => {
+                    let rerank = ef.max(k);
+                    search_quantized(
+                        &self.graph,
+                        sq,
+                        vectors,
+                        metric,
+                        query,
+                        k,
+                        ef,
+                        rerank,
+                        filter,
+                    )
+                }
+            },
         }
     }
+
+    /// Bytes held by the graph and the codes, if any.
+    pub fn memory_bytes(&self) -> usize {
+        self.graph.memory_bytes() + self.quantized.as_ref().map_or(0, Sq8::memory_bytes)
+    }
+}
+
+/// Beam search on the codes `sq`, then the best `rerank` admitted candidates re-scored on the
+/// f32 vectors; the `k` closest of those, closest first, with exact distances.
+#[allow(clippy::too_many_arguments)]
+pub fn search_quantized(
+    graph: &HnswGraph,
+    sq: &Sq8,
+    vectors: Vectors<'_>,
+    metric: Metric,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    rerank: usize,
+    filter: &PointFilter<'_>,
+) -> Vec<Neighbor> {
+    let pq = sq.prepare(query);
+    let mut cands = graph.search_by(
+        |i| pq.distance(sq.code(i)),
+        |i| sq.prefetch(i),
+        rerank.max(k),
+        ef,
+        filter,
+    );
+    for c in &cands {
+        graph::prefetch(vectors.get(c.key));
+    }
+    for c in &mut cands {
+        c.distance = metric.distance_inline(query, vectors.get(c.key));
+    }
+    cands.sort();
+    cands.truncate(k);
+    cands
 }
 
 impl VectorIndexRead for HnswIndex {
@@ -178,6 +240,58 @@ mod tests {
         };
         let r = recall(&data, dim, &g, Metric::L2, DEFAULT_EF, &f, &queries);
         assert!(r >= 0.9, "recall@10 with 30% deleted {r}");
+    }
+
+    #[test]
+    fn quantized_traversal_with_rerank_keeps_recall() {
+        let (n, dim) = (20_000, 64);
+        let data = clustered(n, dim, 1);
+        let queries = clustered(200, dim, 2);
+        let v = Vectors::new(&data, dim);
+        for metric in [Metric::L2, Metric::Cosine] {
+            let g = build(v, metric, HnswParams::default(), 2);
+            let index = HnswIndex {
+                graph: g,
+                ef: DEFAULT_EF,
+                quantized: Some(Sq8::train(v, metric)),
+            };
+            let deleted: RoaringBitmap = (0..n as u32).filter(|i| i % 10 < 3).collect();
+            for (filter, floor) in [
+                (PointFilter::default(), 0.95),
+                (
+                    PointFilter {
+                        allowed: None,
+                        deleted: Some(&deleted),
+                    },
+                    0.9,
+                ),
+            ] {
+                let (mut hit, mut total) = (0, 0);
+                for q in queries.chunks_exact(dim) {
+                    let truth: Vec<u32> = exact_search(v, metric, q, 10, &filter)
+                        .iter()
+                        .map(|n| n.key)
+                        .collect();
+                    let got = index.search(v, metric, q, 10, &filter);
+                    for w in got.windows(2) {
+                        assert!(w[0].distance <= w[1].distance, "sorted");
+                    }
+                    for g in &got {
+                        assert!(filter.admits(g.key));
+                        let exact = metric.distance_scalar(q, v.get(g.key));
+                        assert!((g.distance - exact).abs() <= 1e-3 * exact.abs().max(1.0));
+                    }
+                    hit += truth
+                        .iter()
+                        .filter(|t| got.iter().any(|g| g.key == **t))
+                        .count();
+                    total += truth.len();
+                }
+                let r = hit as f64 / total as f64;
+                eprintln!("{metric:?} quantized recall@10 {r}");
+                assert!(r >= floor, "{metric:?}: quantized recall@10 {r} < {floor}");
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! ids.bin    : body = count × point id (codec.rs: tag u8, then u64 LE or u32 length + UTF-8)
 //! hnsw.bin   : body = the frozen graph (quiver_index::hnsw::graph: its own layout), present
 //!              when the collection's index is hnsw
+//! sq8.bin    : body = 8-bit codes of the vectors (quiver_index::sq8: its own layout), beside
+//!              hnsw.bin when the hnsw index has quantize_int8
 //! ivfpq.bin  : body = the IVF-PQ index (quiver_index::ivfpq::bytes: its own layout), present
 //!              when the collection's index is ivf_pq and the segment has enough points to
 //!              train it (IndexSpec::ivf_pq_min_points); smaller segments are searched exactly
@@ -31,7 +33,7 @@
 
 mod index;
 
-pub use index::{BuiltIndex, HNSW_FILE, IVFPQ_FILE, build_index, index_file};
+pub use index::{BuiltIndex, HNSW_FILE, IVFPQ_FILE, SQ8_FILE, build_index, index_file};
 
 use crate::codec::{Reader, put_point_id};
 use crate::error::{Result, StorageError, io_err};
@@ -266,6 +268,13 @@ pub fn write_segment(
             &header(built.kind, id, ids.len(), dim),
             &[&built.bytes],
         )?;
+        if let Some(codes) = &built.codes {
+            bytes += write_file(
+                &tmp_dir.join(index::SQ8_FILE),
+                &header(index::KIND_SQ8, id, ids.len(), dim),
+                &[codes],
+            )?;
+        }
     }
     fsync_dir(&tmp_dir)?;
     fs::rename(&tmp_dir, &final_dir).map_err(io_err(&final_dir))?;
@@ -493,10 +502,16 @@ mod tests {
         let spec = IndexSpec::Hnsw {
             m: 4,
             ef_construction: 16,
+            quantize_int8: true,
         };
         let graph = build_index(&spec, Metric::L2, Vectors::new(&v, 3)).unwrap();
         let (path, _) = write_segment(&dir, SegmentId(1), 3, &v, &ids, graph.as_ref()).unwrap();
-        let files = [VECTORS_FILE, IDS_FILE, HNSW_FILE];
+        let seg = open_segment(&path, SegmentId(1), 3, Metric::L2, &spec).unwrap();
+        let IndexKind::Hnsw(h) = &seg.index else {
+            panic!("an hnsw segment opens with its graph: {:?}", seg.index);
+        };
+        assert_eq!(h.quantized.as_ref().map(|q| q.len()), Some(ids.len()));
+        let files = [VECTORS_FILE, IDS_FILE, HNSW_FILE, index::SQ8_FILE];
         check_damage_is_detected(&path, SegmentId(1), 3, &spec, &files);
         fs::remove_dir_all(&dir).unwrap();
     }
