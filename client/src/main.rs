@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 mod ask;
 mod collections;
 mod docs;
+mod eval;
 
 use collections::{CollectionCmd, collection, print_info};
 
@@ -61,6 +62,9 @@ enum Cmd {
     Ask(ask::AskArgs),
     /// Generate text with the server's language model.
     Generate(ask::GenerateArgs),
+    /// Measure retrieval (recall@k, MRR, nDCG@k) and answers (faithfulness, relevance, latency)
+    /// on a .jsonl question set with known answer documents.
+    Eval(eval::EvalArgs),
     /// Import vectors from a .fvecs, .npy or .jsonl file.
     Import {
         collection: String,
@@ -230,6 +234,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::SearchText(a) => docs::search_text(client, a, as_json).await,
         Cmd::Ask(a) => ask::ask(client, a, as_json).await,
         Cmd::Generate(a) => ask::generate(client, a, as_json).await,
+        Cmd::Eval(a) => eval::eval(client, a, as_json).await,
         Cmd::Import {
             collection,
             file,
