@@ -5,7 +5,8 @@ wrapped in IndexRefineFlat for exact re-ranking.
 Train and add on every core (each timed), then search on one thread for each (nprobe, rerank)
 of the sweep, k = 10, the whole query set in one call (faiss's natural batch; quiver searches
 one query at a time), best of --repeat passes. Prints one JSON line per point with QPS and
-recall@10 against the .ivecs ground truth, with the same keys as `quiver-bench ivfpq`.
+recall@10 against the .ivecs ground truth, with the same keys as `quiver-bench ivfpq`; with
+--json OUT, also writes the rows as one JSON array.
 `rerank` is the number of candidates re-ranked exactly (faiss's k_factor = rerank / k); 0 means
 the PQ distances alone.
 faiss samples 256 points per centroid for each k-means, 10 iterations for the coarse quantizer
@@ -44,7 +45,9 @@ def main():
     ap.add_argument("--nprobe", default="1,2,4,8,16,32,64,128")
     ap.add_argument("--rerank", default="0,10,20,50,100,200")
     ap.add_argument("--repeat", type=int, default=3, help="passes per point; the fastest counts")
+    ap.add_argument("--json", help="also write the rows to this file as one JSON array")
     a = ap.parse_args()
+    rows = []
 
     import faiss
 
@@ -67,7 +70,7 @@ def main():
     precomputed = ivf.precomputed_table.size() * 4
     refined = faiss.IndexRefineFlat(ivf, faiss.swig_ptr(base))
     faiss.omp_set_num_threads(1)
-    common = {"n": n, "dim": dim, "nlist": a.nlist, "m": a.m, "nbits": a.nbits, "threads": threads,
+    common = {"version": faiss.__version__, "n": n, "dim": dim, "nlist": a.nlist, "m": a.m, "nbits": a.nbits, "threads": threads,
               "train_s": train_s, "add_s": add_s, "code_bytes_per_vector": ivf.code_size + 8,
               "bytes_per_vector": (serialized + precomputed) / n,
               "serialized_bytes_per_vector": serialized / n,
@@ -85,9 +88,14 @@ def main():
                 t = time.perf_counter()
                 _, labels = idx.search(queries, k)
                 secs = min(secs, time.perf_counter() - t)
-            print(json.dumps({"engine": engine, **common, "nprobe": nprobe, "rerank": rerank,
-                              "repeat": max(1, a.repeat), "qps_1_thread": len(queries) / secs,
-                              "recall_at_10": recall(labels, gt)}), flush=True)
+            row = {"engine": engine, **common, "nprobe": nprobe, "rerank": rerank,
+                   "repeat": max(1, a.repeat), "qps_1_thread": len(queries) / secs,
+                   "recall_at_10": recall(labels, gt)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,13 @@ pub struct Sweep<'a> {
     pub repeat: usize,
 }
 
-/// Runs the benchmark and prints one JSON line per (nprobe, rerank).
-pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow::Result<()> {
+/// Runs the benchmark and prints one JSON line per (nprobe, rerank), also returned.
+pub fn run(
+    base: &Path,
+    queries: &Path,
+    gt: &Path,
+    sweep: &Sweep<'_>,
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let (data, dim) = read_all(base)?;
     let (qs, qdim) = read_all(queries)?;
     anyhow::ensure!(dim == qdim, "base is {dim}-d, queries {qdim}-d");
@@ -40,6 +45,10 @@ pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow:
         m: sweep.m,
         ..IvfPqParams::default()
     };
+    let bar = crate::report::progress(
+        (sweep.nprobe.len() * sweep.rerank.len()) as u64 + 1,
+        "ivfpq train",
+    );
     let t = Instant::now();
     let quantizer = IvfPqQuantizer::train(v, Metric::L2, &params, threads, None)?;
     let train_s = t.elapsed().as_secs_f64();
@@ -47,13 +56,13 @@ pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow:
         .train_report()
         .copied()
         .expect("trained here, so reported");
-    println!(
-        "{}",
+    bar.println(
         json!({"engine": "quiver-ivfpq", "training": {
             "coarse_points": report.coarse_points, "coarse_iterations": report.coarse_iterations,
             "coarse_mse": report.coarse_mse, "coarse_s": report.coarse_secs,
             "pq_points": report.pq_points, "pq_iterations": report.pq_iterations,
             "pq_mse": report.pq_mse, "pq_s": report.pq_secs}})
+        .to_string(),
     );
     let t = Instant::now();
     let index = quantizer.add(v, threads, None)?;
@@ -66,6 +75,9 @@ pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow:
         .sum::<f64>()
         * index.nlist() as f64
         / (n as f64).powi(2).max(1.0);
+    bar.set_message("ivfpq search");
+    bar.inc(1);
+    let mut rows = Vec::new();
     for &nprobe in sweep.nprobe {
         for &rerank in sweep.rerank {
             let sp = IvfPqSearchParams {
@@ -97,17 +109,18 @@ pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow:
             } else {
                 "quiver-ivfpq-rerank"
             };
-            println!(
-                "{}",
-                json!({"engine": engine, "n": n, "dim": dim, "nlist": index.nlist(), "m": sweep.m, "nbits": 8,
+            let row = json!({"engine": engine, "n": n, "dim": dim, "nlist": index.nlist(), "m": sweep.m, "nbits": 8,
                        "threads": threads, "train_s": train_s, "add_s": add_s,
                        "code_bytes_per_vector": index.code_bytes_per_vector(), "bytes_per_vector": index.bytes_per_vector(),
                        "serialized_bytes_per_vector": serialized, "imbalance_factor": imbalance,
                        "nprobe": nprobe, "rerank": rerank, "repeat": sweep.repeat.max(1),
-                       "qps_1_thread": nq as f64 / secs, "recall_at_10": recall / nq as f64})
-            );
+                       "qps_1_thread": nq as f64 / secs, "recall_at_10": recall / nq as f64});
+            bar.suspend(|| println!("{row}"));
+            bar.inc(1);
+            rows.push(row);
         }
     }
+    bar.finish_and_clear();
     if sweep.filter_sweep {
         let sp = IvfPqSearchParams {
             nprobe: sweep.nprobe.first().copied(),
@@ -115,7 +128,7 @@ pub fn run(base: &Path, queries: &Path, gt: &Path, sweep: &Sweep<'_>) -> anyhow:
         };
         sweep_filters(&index, v, &qs, dim, sp);
     }
-    Ok(())
+    Ok(rows)
 }
 
 /// The filter sweep for IVF-PQ: the lists searched under the filter against exact bitmap scans.

@@ -8,27 +8,36 @@
 //! | `hnsw`     | in-process HNSW build time, then QPS and recall@10 over an ef sweep         |
 //! | `ivfpq`    | in-process IVF-PQ train and add times, then QPS and recall@10 over a sweep  |
 //! |            | of nprobe × rerank                                                        |
-//! | `search`   | gRPC search load: N clients for a fixed time; QPS, latency, errors, recall  |
+//! | `search`   | gRPC search load: N clients for a fixed time, or a fixed rate (`--rate`,    |
+//! |            | open loop); QPS, latency, errors, recall                                  |
+//! | `sweep`    | recall vs QPS over ef or nprobe × rerank, in-process and/or on a server,  |
+//! |            | as a table and a PNG/SVG plot with any peers' curves                      |
+//! | `peers`    | the peer scripts and Quiver's sweep on the same files: one comparison     |
+//! |            | table into a marked section of RESULTS.md, a plot, a JSON report          |
 //! | `embed`    | embedding throughput of a server; with `--out`, a real-text vector set      |
 //! | `ask`      | RAG latency of a server: first answer text, total, generation tokens/s      |
 //!
-//! Every loop is bounded by a count; nothing but loopback is contacted.
+//! Every loop is bounded by a count or a time; Ctrl-C ends `search` and `ingest` early with a
+//! partial report. Nothing but loopback is contacted.
 
 mod dataset;
 mod embed;
 mod hnsw;
+mod ingest;
 mod ivfpq;
+mod openloop;
+mod peers;
+mod plot;
 mod rag;
+mod report;
 mod search;
+mod sweep;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use quiver_client::{Client, num_id, pb};
 use quiver_index::{FlatIndex, Metric, PointFilter, VectorIndexRead, Vectors};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use std::time::Instant;
-use tokio::task::JoinSet;
 
 #[derive(Parser)]
 #[command(
@@ -100,7 +109,8 @@ enum Cmd {
         #[arg(long)]
         no_prompt_lookup: bool,
     },
-    /// Search a running server with concurrent clients for a fixed time.
+    /// Search a running server for a fixed time: concurrent clients in a closed loop, or
+    /// searches sent at a fixed rate (--rate, open loop).
     Search {
         #[arg(long, default_value = "127.0.0.1:50051")]
         addr: String,
@@ -122,6 +132,39 @@ enum Cmd {
         duration_secs: f64,
         #[arg(long, default_value_t = 2.0)]
         warmup_secs: f64,
+        /// IVF-PQ lists probed (0: the server's default).
+        #[arg(long, default_value_t = 0)]
+        nprobe: u32,
+        /// IVF-PQ candidates re-ranked exactly (0: the server's default).
+        #[arg(long, default_value_t = 0)]
+        rerank: u32,
+        /// Open loop: searches per second on a fixed schedule, latency from the scheduled time.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Open loop: requests in flight at most; searches due beyond it are dropped (counted).
+        #[arg(long, default_value_t = 256)]
+        max_in_flight: usize,
+        /// Also write the report to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// Recall against QPS over ef (HNSW) or nprobe × rerank (IVF-PQ), in-process and/or on a
+    /// server; a table, and a PNG and SVG plot in --out-dir with any --peers curves.
+    Sweep {
+        #[command(flatten)]
+        args: sweep::SweepArgs,
+        /// Also write the report to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// Run the peer scripts (benches/peers) and Quiver's sweep on the same files; write one
+    /// comparison table into RESULTS.md's marked section, the plot, and a JSON report.
+    Peers {
+        #[command(flatten)]
+        args: peers::PeersArgs,
+        /// Also write the report to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
     /// HNSW in-process: build on every core, then search on one thread for each ef.
     Hnsw {
@@ -199,6 +242,9 @@ enum Cmd {
         parallel: usize,
         #[arg(long, default_value = "bench_ingest")]
         collection: String,
+        /// Also write the report to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
 }
 
@@ -277,86 +323,6 @@ fn flat(n: usize, dim: usize, queries: usize, metric: &str) -> anyhow::Result<()
     Ok(())
 }
 
-async fn ingest(
-    addr: &str,
-    n: usize,
-    dim: usize,
-    batch: usize,
-    parallel: usize,
-    collection: &str,
-) -> anyhow::Result<()> {
-    let mut client = Client::connect(addr).await?;
-    let _ = client
-        .collections
-        .drop(pb::DropCollectionRequest {
-            name: collection.into(),
-        })
-        .await;
-    client
-        .collections
-        .create(pb::CreateCollectionRequest {
-            name: collection.into(),
-            dim: dim as u32,
-            metric: pb::Metric::L2 as i32,
-            durability: pb::Durability::Sync as i32,
-            ..Default::default()
-        })
-        .await
-        .context("creating the collection")?;
-    let data = random(3, n * dim);
-    let batches: Vec<Vec<pb::Point>> = (0..n)
-        .step_by(batch)
-        .map(|s| {
-            (s..(s + batch).min(n))
-                .map(|i| pb::Point {
-                    id: Some(num_id(i as u64)),
-                    vector: data[i * dim..(i + 1) * dim].to_vec(),
-                    payload_json: String::new(),
-                })
-                .collect()
-        })
-        .collect();
-    let t = Instant::now();
-    let mut lat = Vec::new();
-    let mut set: JoinSet<anyhow::Result<f64>> = JoinSet::new();
-    for b in batches {
-        while set.len() >= parallel {
-            lat.push(set.join_next().await.expect("not empty")??);
-        }
-        let mut c = client.clone();
-        let coll = collection.to_string();
-        set.spawn(async move {
-            let s = Instant::now();
-            c.upsert(&coll, b).await?;
-            Ok(s.elapsed().as_secs_f64())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        lat.push(r??);
-    }
-    let secs = t.elapsed().as_secs_f64();
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize] * 1e3;
-    let count = client.count(collection, None).await?;
-    anyhow::ensure!(
-        count == n as u64,
-        "server holds {count} points, expected {n}"
-    );
-    println!(
-        "{}",
-        json!({"bench": "ingest", "n": n, "dim": dim, "batch": batch, "parallel": parallel, "durability": "sync",
-               "seconds": secs, "vectors_per_s": n as f64 / secs,
-               "batch_ms_p50": pct(0.5), "batch_ms_p99": pct(0.99)})
-    );
-    client
-        .collections
-        .drop(pb::DropCollectionRequest {
-            name: collection.into(),
-        })
-        .await?;
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
@@ -431,19 +397,50 @@ async fn main() -> anyhow::Result<()> {
             clients,
             duration_secs,
             warmup_secs,
+            nprobe,
+            rerank,
+            rate,
+            max_in_flight,
+            json,
         } => {
-            search::run(search::Load {
+            let load = search::Load {
                 addr: &addr,
                 collection: &collection,
                 queries: &queries,
                 gt: gt.as_deref(),
                 k,
                 ef,
+                nprobe,
+                rerank,
                 clients: clients.max(1),
                 duration: std::time::Duration::from_secs_f64(duration_secs),
                 warmup: std::time::Duration::from_secs_f64(warmup_secs),
-            })
-            .await
+                rate,
+                max_in_flight,
+            };
+            let r = search::run(&load, report::stop_on_ctrl_c()).await?;
+            eprintln!("{}", search::summary(&r));
+            report::write_json(json.as_deref(), &r)?;
+            println!("{r}");
+            Ok(())
+        }
+        Cmd::Sweep { args, json } => {
+            let r = sweep::run(&args, report::stop_on_ctrl_c()).await?;
+            report::write_json(json.as_deref(), &r)?;
+            println!(
+                "{}",
+                json!({"bench": "sweep", "plots": r["plots"], "points": r["rows"].as_array().map_or(0, Vec::len)})
+            );
+            Ok(())
+        }
+        Cmd::Peers { args, json } => {
+            let r = peers::run(&args)?;
+            report::write_json(json.as_deref(), &r)?;
+            println!(
+                "{}",
+                json!({"bench": "peers", "plots": r["plots"], "failures": r["failures"]})
+            );
+            Ok(())
         }
         Cmd::Hnsw {
             base,
@@ -476,7 +473,8 @@ async fn main() -> anyhow::Result<()> {
                 filter_sweep,
                 repeat,
             },
-        ),
+        )
+        .map(|_| ()),
         Cmd::Flat {
             n,
             dim,
@@ -490,6 +488,23 @@ async fn main() -> anyhow::Result<()> {
             batch,
             parallel,
             collection,
-        } => ingest(&addr, n, dim, batch, parallel, &collection).await,
+            json,
+        } => {
+            let r = ingest::run(
+                &ingest::Ingest {
+                    addr: &addr,
+                    n,
+                    dim,
+                    batch,
+                    parallel,
+                    collection: &collection,
+                },
+                report::stop_on_ctrl_c(),
+            )
+            .await?;
+            report::write_json(json.as_deref(), &r)?;
+            println!("{r}");
+            Ok(())
+        }
     }
 }
