@@ -146,6 +146,7 @@ struct Retrieval {
 
 /// What one Ask gave.
 struct Answer {
+    text: String,
     first_text_ms: Option<f64>,
     total_ms: f64,
     declined: bool,
@@ -155,7 +156,12 @@ struct Answer {
     cited_any: bool,
 }
 
-async fn retrieve(client: &mut Client, a: &EvalArgs, q: &Question) -> anyhow::Result<Retrieval> {
+/// Scores one question's search; also returns the distinct documents in rank order.
+async fn retrieve(
+    client: &mut Client,
+    a: &EvalArgs,
+    q: &Question,
+) -> anyhow::Result<(Retrieval, Vec<String>)> {
     let req = pb::SearchTextRequest {
         collection: a.collection.clone(),
         query: q.question.clone(),
@@ -177,12 +183,13 @@ async fn retrieve(client: &mut Client, a: &EvalArgs, q: &Question) -> anyhow::Re
         .collect();
     let ranked = metrics::distinct_in_order(chunk_docs.iter().map(String::as_str));
     let relevant: HashSet<&str> = q.doc_ids.iter().map(String::as_str).collect();
-    Ok(Retrieval {
+    let r = Retrieval {
         recall: metrics::recall(&ranked, &relevant),
         rr: metrics::reciprocal_rank(&ranked, &relevant),
         ndcg: metrics::ndcg(&ranked, &relevant, a.k as usize),
         ms,
-    })
+    };
+    Ok((r, ranked.into_iter().map(String::from).collect()))
 }
 
 async fn embed(client: &mut Client, texts: Vec<String>) -> anyhow::Result<Vec<Vec<f32>>> {
@@ -245,6 +252,7 @@ async fn answer(client: &mut Client, a: &EvalArgs, q: &Question) -> anyhow::Resu
         faithfulness = metrics::support_share(sent_v, support_v, a.threshold);
     }
     Ok(Answer {
+        text,
         first_text_ms,
         total_ms,
         declined,
@@ -317,16 +325,28 @@ pub async fn eval(mut client: Client, a: EvalArgs, as_json: bool) -> anyhow::Res
     let mut retrievals = Vec::with_capacity(questions.len());
     let mut by_kind: BTreeMap<String, Vec<Retrieval>> = BTreeMap::new();
     let mut answers = Vec::new();
+    let mut per_question = Vec::with_capacity(questions.len());
     let t = Instant::now();
     for q in &questions {
-        let r = retrieve(&mut client, &a, q).await?;
+        let (r, ranked) = retrieve(&mut client, &a, q).await?;
         retrievals.push(r);
         if let Some(kind) = &q.kind {
             by_kind.entry(kind.clone()).or_default().push(r);
         }
+        let mut row = json!({
+            "question": q.question, "kind": q.kind, "doc_ids": q.doc_ids, "ranked_doc_ids": ranked,
+            "recall": r.recall, "reciprocal_rank": r.rr, "ndcg": r.ndcg, "search_ms": r.ms,
+        });
         if !a.retrieval_only {
-            answers.push(answer(&mut client, &a, q).await?);
+            let x = answer(&mut client, &a, q).await?;
+            row["answer"] = json!({
+                "text": x.text, "dont_know": x.declined, "faithfulness": x.faithfulness,
+                "relevance": x.relevance, "cited": x.cited_any,
+                "first_text_ms": x.first_text_ms, "total_ms": x.total_ms,
+            });
+            answers.push(x);
         }
+        per_question.push(row);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -339,7 +359,7 @@ pub async fn eval(mut client: Client, a: EvalArgs, as_json: bool) -> anyhow::Res
     let report = json!({
         "collection": a.collection, "k": a.k, "mode": Mode::name(a.mode),
         "questions": questions.len(), "seconds": t.elapsed().as_secs_f64(),
-        "retrieval": retrieval, "by_kind": kinds, "ask": ask,
+        "retrieval": retrieval, "by_kind": kinds, "ask": ask, "per_question": per_question,
     });
     if as_json {
         println!("{report}");
