@@ -108,6 +108,18 @@ pub(crate) fn metric_name(m: i32) -> &'static str {
     }
 }
 
+/// One word for where the collection's index stands: `flat` (no index), `building` (a flush
+/// or compaction is building a segment's index), `pending` (points not yet in any indexed
+/// segment, searched exactly) or `ready`.
+fn index_state(c: &pb::CollectionInfo) -> &'static str {
+    match c.index.as_ref().and_then(|i| i.kind.as_ref()) {
+        None | Some(pb::index_spec::Kind::Flat(_)) => "flat",
+        _ if c.building_segments > 0 => "building",
+        _ if c.unflushed_points > 0 => "pending",
+        _ => "ready",
+    }
+}
+
 fn info_json(c: &pb::CollectionInfo) -> Value {
     json!({
         "name": c.name, "dim": c.dim, "metric": metric_name(c.metric),
@@ -117,6 +129,9 @@ fn info_json(c: &pb::CollectionInfo) -> Value {
         "unflushed_points": c.unflushed_points,
         "index_memory_bytes": c.index_memory_bytes,
         "exact_segments": c.exact_segments,
+        "indexed_segments": c.indexed_segments,
+        "building_segments": c.building_segments,
+        "index_state": index_state(c),
         "embedding_model": c.embedding_model,
         "index": match c.index.as_ref().and_then(|i| i.kind.as_ref()) {
             Some(pb::index_spec::Kind::Hnsw(h)) => json!({"hnsw": {"m": h.m, "ef_construction": h.ef_construction, "quantize_int8": h.quantize_int8}}),

@@ -253,5 +253,7 @@ pub fn collection_info(c: &quiver_storage::Collection) -> pb::CollectionInfo {
         index_memory_bytes: st.index_memory_bytes,
         embedding_model: cfg.embedding_model.unwrap_or_default(),
         exact_segments: st.exact_segments as u32,
+        indexed_segments: st.indexed_segments as u32,
+        building_segments: st.building_segments as u32,
     }
 }

@@ -67,6 +67,7 @@ impl Collection {
             dir,
             limits,
             dropped: AtomicBool::new(false),
+            building: Default::default(),
         })
     }
 
@@ -153,7 +154,7 @@ impl Collection {
             let c = self.config.read();
             (c.index, c.metric)
         };
-        let index = segment::build_index(&spec, metric, data.vectors())?;
+        let index = self.build_index(&spec, metric, data.vectors())?;
         let (dir, _) = segment::write_segment(
             &self.segments_dir(),
             id,
@@ -263,7 +264,7 @@ impl Collection {
                 (c.index, c.metric)
             };
             let index =
-                segment::build_index(&spec, metric, quiver_index::Vectors::new(&vectors, dim))?;
+                self.build_index(&spec, metric, quiver_index::Vectors::new(&vectors, dim))?;
             let (dir, _) = segment::write_segment(
                 &self.segments_dir(),
                 new_id,

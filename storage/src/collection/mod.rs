@@ -95,6 +95,12 @@ pub struct CollectionStats {
     /// Sealed segments searched exactly although the collection names an index: IVF-PQ
     /// segments with too few points to train on (`IndexSpec::ivf_pq_min_points`).
     pub exact_segments: usize,
+    /// Sealed segments searched through the collection's index (HNSW graph, IVF-PQ lists);
+    /// 0 for a flat collection.
+    pub indexed_segments: usize,
+    /// Index builds running now (a flush or a compaction building a segment's graph, codes
+    /// or lists); the points they hold are searched exactly until the build ends.
+    pub building_segments: usize,
 }
 
 /// One collection. Shared between request handlers, the writer and maintenance threads.
@@ -107,6 +113,8 @@ pub struct Collection {
     pub(crate) dir: PathBuf,
     pub(crate) limits: Arc<Limits>,
     dropped: AtomicBool,
+    /// Index builds running now (see [`CollectionStats::building_segments`]).
+    pub(crate) building: std::sync::atomic::AtomicUsize,
 }
 
 /// A validated upsert, ready for the log.
@@ -139,6 +147,24 @@ impl Collection {
 
     pub(crate) fn set_dropped(&self) {
         self.dropped.store(true, Ordering::Release);
+    }
+
+    /// Builds a segment's index ([`crate::segment::build_index`]), counted in `building` meanwhile.
+    pub(crate) fn build_index(
+        &self,
+        spec: &crate::types::IndexSpec,
+        metric: Metric,
+        vectors: quiver_index::Vectors<'_>,
+    ) -> Result<Option<crate::segment::BuiltIndex>> {
+        struct Building<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Building<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.building.fetch_add(1, Ordering::AcqRel);
+        let _counted = Building(&self.building);
+        crate::segment::build_index(spec, metric, vectors)
     }
 
     fn segments_dir(&self) -> PathBuf {
@@ -303,6 +329,15 @@ impl Collection {
         let sealed: Vec<&Slot> = s.slots.values().filter(|sl| sl.sealed).collect();
         let in_sealed: u64 = sealed.iter().map(|sl| sl.live()).sum();
         CollectionStats {
+            indexed_segments: if indexed {
+                sealed
+                    .iter()
+                    .filter(|sl| !matches!(sl.data.index, quiver_index::IndexKind::Flat(_)))
+                    .count()
+            } else {
+                0
+            },
+            building_segments: self.building.load(Ordering::Acquire),
             exact_segments: if indexed {
                 sealed
                     .iter()
