@@ -1,16 +1,28 @@
 //! In-process HNSW benchmark: build on every core (timed), then one search thread per ef of a
-//! sweep, reporting QPS and recall@10 against the ground truth.
+//! sweep, reporting QPS and recall@10 against the ground truth. With `--quantize int8` the
+//! same graph is then swept again walking 8-bit codes (`quiver_index::sq8`), every ef
+//! candidates re-ranked on the f32 vectors (engine `quiver-sq8`).
 
 use crate::dataset::{SweepPoint, filter_sweep, read_ivecs, recall_at};
 use quiver_client::vecfile::read_all;
-use quiver_index::hnsw::{HnswParams, build};
-use quiver_index::{Metric, PointFilter, Vectors};
+use quiver_index::hnsw::{HnswParams, build, search_quantized};
+use quiver_index::sq8::Sq8;
+use quiver_index::{Metric, Neighbor, PointFilter, Vectors};
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 
-/// Runs the benchmark and prints one JSON line per ef; with `filter_sweep`, then one line per
-/// filter share comparing graph search under the filter with an exact scan of its bitmap.
+/// How the vectors are encoded for the walk, on top of the f32 sweep.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Quantize {
+    /// 8-bit codes per dimension, per-dimension ranges.
+    Int8,
+}
+
+/// Runs the benchmark and prints one JSON line per ef (and per ef again on codes with
+/// `quantize`); with `filter_sweep`, then one line per filter share comparing graph search
+/// under the filter with an exact scan of its bitmap.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     base: &Path,
     queries: &Path,
@@ -19,6 +31,7 @@ pub fn run(
     ef_construction: usize,
     efs: &[usize],
     filter_sweep: bool,
+    quantize: Option<Quantize>,
 ) -> anyhow::Result<()> {
     let (data, dim) = read_all(base)?;
     let (qs, qdim) = read_all(queries)?;
@@ -39,26 +52,47 @@ pub fn run(
     );
     let build_s = t.elapsed().as_secs_f64();
     let mem = g.memory_bytes() + data.len() * 4;
-    for &ef in efs {
-        let filter = PointFilter::default();
+    let filter = PointFilter::default();
+    // One ef's run: QPS and recall@10 of `search` over every query.
+    let measure = |search: &dyn Fn(&[f32]) -> Vec<Neighbor>| {
         let t = Instant::now();
-        let mut recall = 0.0;
-        let mut results = Vec::with_capacity(qs.len() / dim);
-        for q in qs.chunks_exact(dim) {
-            results.push(g.search(v, Metric::L2, q, 10, ef, &filter));
-        }
+        let results: Vec<Vec<Neighbor>> = qs.chunks_exact(dim).map(search).collect();
         let secs = t.elapsed().as_secs_f64();
+        let mut recall = 0.0;
         for (r, tr) in results.iter().zip(&truth) {
             let ids: Vec<u32> = r.iter().map(|n| n.key).collect();
             recall += recall_at(10, &ids, tr);
         }
-        let nq = results.len();
+        let nq = results.len() as f64;
+        (nq / secs, recall / nq)
+    };
+    let report = |engine: &str, build_s: f64, mem: usize, ef: usize, (qps, recall): (f64, f64)| {
         println!(
             "{}",
-            json!({"engine": "quiver", "n": v.len(), "dim": dim, "m": m, "ef_construction": ef_construction,
+            json!({"engine": engine, "n": v.len(), "dim": dim, "m": m, "ef_construction": ef_construction,
                    "build_threads": threads, "build_s": build_s, "memory_bytes": mem,
-                   "ef": ef, "qps_1_thread": nq as f64 / secs, "recall_at_10": recall / nq as f64})
+                   "ef": ef, "qps_1_thread": qps, "recall_at_10": recall})
         );
+    };
+    let sq = quantize.map(|Quantize::Int8| {
+        let t = Instant::now();
+        let sq = Sq8::train(v, Metric::L2);
+        (sq, t.elapsed().as_secs_f64())
+    });
+    // Each ef runs on the floats, then at once on the codes: the two see the same load.
+    for &ef in efs {
+        let r = measure(&|q| g.search(v, Metric::L2, q, 10, ef, &filter));
+        report("quiver", build_s, mem, ef, r);
+        if let Some((sq, encode_s)) = &sq {
+            let r = measure(&|q| search_quantized(&g, sq, v, Metric::L2, q, 10, ef, ef, &filter));
+            report(
+                "quiver-sq8",
+                build_s + encode_s,
+                mem + sq.memory_bytes(),
+                ef,
+                r,
+            );
+        }
     }
     if filter_sweep {
         sweep_filters(&g, v, &qs, dim, efs.first().copied().unwrap_or(64));

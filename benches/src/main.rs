@@ -188,6 +188,9 @@ enum Cmd {
         /// Then compare filtered graph search with exact bitmap scans (at the first ef).
         #[arg(long)]
         filter_sweep: bool,
+        /// `int8`: also sweep the same graph walked on 8-bit codes, re-ranked on the floats.
+        #[arg(long)]
+        quantize: Option<hnsw::Quantize>,
     },
     /// IVF-PQ in-process: train and add on every core, then search on one thread for each
     /// (nprobe, rerank).
@@ -450,7 +453,17 @@ async fn main() -> anyhow::Result<()> {
             ef_construction,
             ef,
             filter_sweep,
-        } => hnsw::run(&base, &queries, &gt, m, ef_construction, &ef, filter_sweep),
+            quantize,
+        } => hnsw::run(
+            &base,
+            &queries,
+            &gt,
+            m,
+            ef_construction,
+            &ef,
+            filter_sweep,
+            quantize,
+        ),
         Cmd::Ivfpq {
             base,
             queries,

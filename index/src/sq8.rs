@@ -10,7 +10,9 @@
 //!   dot    -(Σ q_i lo_i + Σ b_i c_i)         b_i = q_i step_i
 //!   cosine 1 - (Σ q̂_i lo_i + Σ b̂_i c_i)     the same on the unit query q̂ (codes are of x/|x|)
 //! bytes : "SQ8CODE1" | dim u32 | n u32 | metric u8 | 3 zero bytes | lo (dim f32) | step (dim f32)
-//!         | codes (n, dim) u8        (little-endian; codes are read in place from a mapped file)
+//!         | zero bytes up to a multiple of 64 | codes (n, dim) u8
+//!         (little-endian; codes are read in place from a mapped file, where the segment file's
+//!         64-byte header keeps them on cache-line boundaries)
 //! ```
 //!
 //! Kernels: AVX-512F (16 lanes), AVX2 + FMA (8 lanes), each with a scalar tail, and the plain
@@ -29,7 +31,12 @@ pub struct Sq8Error(pub String);
 
 /// Bytes, owned or read in place from shared bytes (a mapped file).
 enum Codes {
-    Owned(Vec<u8>),
+    /// `len` bytes at `buf[start..]`, `start` chosen so that they begin on a cache line.
+    Owned {
+        buf: Vec<u8>,
+        start: usize,
+        len: usize,
+    },
     Shared {
         bytes: SharedBytes,
         start: usize,
@@ -37,11 +44,25 @@ enum Codes {
     },
 }
 
+impl Codes {
+    /// A copy of `bytes` starting on a 64-byte boundary.
+    fn aligned(bytes: &[u8]) -> Codes {
+        let mut buf = vec![0u8; bytes.len() + 63];
+        let start = buf.as_ptr().align_offset(64).min(63);
+        buf[start..start + bytes.len()].copy_from_slice(bytes);
+        Codes::Owned {
+            buf,
+            start,
+            len: bytes.len(),
+        }
+    }
+}
+
 impl std::ops::Deref for Codes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            Codes::Owned(v) => v,
+            Codes::Owned { buf, start, len } => &buf[*start..*start + *len],
             Codes::Shared { bytes, start, len } => &(**bytes).as_ref()[*start..*start + *len],
         }
     }
@@ -65,10 +86,49 @@ impl std::fmt::Debug for Sq8 {
     }
 }
 
+/// The codes of an [`Sq8`], `(n, dim)` bytes, borrowed for one search.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeView<'a> {
+    codes: &'a [u8],
+    dim: usize,
+}
+
+impl<'a> CodeView<'a> {
+    /// The codes of vector `i`.
+    #[inline(always)]
+    pub fn get(&self, i: u32) -> &'a [u8] {
+        let s = i as usize * self.dim;
+        &self.codes[s..s + self.dim]
+    }
+
+    /// Asks the CPU to start loading vector `i`'s codes (every cache line of them).
+    #[inline(always)]
+    pub fn prefetch(&self, i: u32) {
+        let c = self.get(i);
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            // Every cache line the row touches, from the one holding its first byte.
+            let first = c.as_ptr() as usize & !63;
+            let end = c.as_ptr() as usize + c.len();
+            let mut line = first;
+            while line < end {
+                // SAFETY: a prefetch is only a hint: it never faults, even on an address
+                // outside the slice, and has no effect on memory.
+                unsafe { _mm_prefetch(line as *const i8, _MM_HINT_T0) };
+                line += 64;
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = c;
+    }
+}
+
 /// A query prepared against one [`Sq8`]: the per-dimension weights of its kernel.
 #[derive(Debug, Clone)]
 pub struct Sq8Query {
     metric: Metric,
+    isa: Isa,
     /// (dim) `a_i` for l2, `b_i` for dot and cosine (see the module header).
     w: Vec<f32>,
     /// (dim) `step_i` for l2; empty otherwise.
@@ -124,7 +184,7 @@ impl Sq8 {
             metric,
             lo,
             step,
-            codes: Codes::Owned(codes),
+            codes: Codes::aligned(&codes),
         }
     }
 
@@ -151,28 +211,16 @@ impl Sq8 {
     /// The codes of vector `i`.
     #[inline]
     pub fn code(&self, i: u32) -> &[u8] {
-        let s = i as usize * self.dim;
-        &self.codes[s..s + self.dim]
+        self.view().get(i)
     }
 
-    /// Asks the CPU to start loading vector `i`'s codes.
-    #[inline(always)]
-    pub fn prefetch(&self, i: u32) {
-        let c = self.code(i);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is only a hint: it never faults and has no effect on memory; the
-        // pointers are inside (or one cache line past the start of) a live slice.
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let p = c.as_ptr();
-            let mut off = 0;
-            while off < c.len() {
-                _mm_prefetch(p.add(off) as *const i8, _MM_HINT_T0);
-                off += 64;
-            }
+    /// The code array as a plain slice, for a search loop (no dispatch per access).
+    #[inline]
+    pub fn view(&self) -> CodeView<'_> {
+        CodeView {
+            codes: &self.codes,
+            dim: self.dim,
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = c;
     }
 
     /// Prepares `query` (of the collection's dimension) for [`Sq8Query::distance`].
@@ -181,6 +229,7 @@ impl Sq8 {
         match self.metric {
             Metric::L2 => Sq8Query {
                 metric: Metric::L2,
+                isa: isa(),
                 w: query.iter().zip(&self.lo).map(|(q, l)| q - l).collect(),
                 step: self.step.clone(),
                 offset: 0.0,
@@ -193,6 +242,7 @@ impl Sq8 {
                 };
                 Sq8Query {
                     metric: self.metric,
+                    isa: isa(),
                     w: q.iter().zip(&self.step).map(|(q, s)| q * s).collect(),
                     step: Vec::new(),
                     offset: q.iter().zip(&self.lo).map(|(q, l)| q * l).sum(),
@@ -211,6 +261,7 @@ impl Sq8 {
         for x in self.lo.iter().chain(&self.step) {
             out.extend_from_slice(&x.to_le_bytes());
         }
+        out.resize(codes_offset(self.dim), 0);
         out.extend_from_slice(&self.codes);
         out
     }
@@ -219,7 +270,7 @@ impl Sq8 {
     pub fn from_bytes(raw: &[u8], n: usize, dim: usize) -> Result<Sq8, Sq8Error> {
         let (head, codes) = Self::parse(raw, n, dim)?;
         Ok(Sq8 {
-            codes: Codes::Owned(raw[codes].to_vec()),
+            codes: Codes::aligned(&raw[codes]),
             ..head
         })
     }
@@ -263,9 +314,10 @@ impl Sq8 {
             return bad("unknown metric");
         };
         let ranges = 20 + 8 * dim;
+        let at = codes_offset(dim);
         let want = n
             .checked_mul(dim)
-            .and_then(|c| c.checked_add(ranges))
+            .and_then(|c| c.checked_add(at))
             .ok_or_else(|| Sq8Error("size overflow".into()))?;
         if raw.len() != want {
             return bad("length does not match count × dim");
@@ -278,15 +330,23 @@ impl Sq8 {
         if floats.iter().any(|x| !x.is_finite()) || step.iter().any(|s| *s < 0.0) {
             return bad("a range is not finite or negative");
         }
+        if raw[ranges..at].iter().any(|b| *b != 0) {
+            return bad("padding is not zero");
+        }
         let head = Sq8 {
             dim,
             metric,
             lo: lo.to_vec(),
             step: step.to_vec(),
-            codes: Codes::Owned(Vec::new()),
+            codes: Codes::aligned(&[]),
         };
-        Ok((head, ranges..want))
+        Ok((head, at..want))
     }
+}
+
+/// Where the codes start in the bytes: after the header and ranges, on a multiple of 64.
+fn codes_offset(dim: usize) -> usize {
+    (20 + 8 * dim).next_multiple_of(64)
 }
 
 fn metric_byte(m: Metric) -> u8 {
@@ -315,6 +375,11 @@ enum Isa {
 }
 
 fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(detect)
+}
+
+fn detect() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -335,8 +400,7 @@ impl Sq8Query {
         debug_assert_eq!(codes.len(), self.w.len());
         #[cfg(target_arch = "x86_64")]
         {
-            static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-            let isa = *ISA.get_or_init(isa);
+            let isa = self.isa;
             if isa != Isa::Scalar {
                 let n = self.w.len().min(codes.len());
                 // SAFETY: the CPU has the kernel's features (detected above); the kernels read

@@ -141,9 +141,10 @@ pub fn search_quantized(
     filter: &PointFilter<'_>,
 ) -> Vec<Neighbor> {
     let pq = sq.prepare(query);
+    let codes = sq.view();
     let mut cands = graph.search_by(
-        |i| pq.distance(sq.code(i)),
-        |i| sq.prefetch(i),
+        |i| pq.distance(codes.get(i)),
+        |i| codes.prefetch(i),
         rerank.max(k),
         ef,
         filter,
