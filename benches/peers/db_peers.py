@@ -5,7 +5,8 @@ embedded in this Python process (no server of their own), driven through their c
 Each engine gets a fresh collection in a temporary directory, HNSW with the given m and
 ef_construction where the engine honours them; the load is timed (insert, then whatever index
 build the engine does before its first search), then one query per call on one thread for each
-ef, k = 10, the way an application calls a database. Prints one JSON line per (engine, ef) with
+ef, k = 10, the way an application calls a database (--max-queries N: only the first N, for
+engines too slow for the whole set; every row says how many it searched). Prints one JSON line per (engine, ef) with
 the keys of `hnsw_peers.py`; with --json OUT, also writes the rows as one JSON array. Distances
 are l2. Milvus Lite reports the index type it built ("index_type"): when it is not HNSW the
 ef sweep is moot and only one row is printed.
@@ -70,7 +71,7 @@ def chroma(a, base, queries, gt, efs, tmp, emit):
         secs = time.perf_counter() - t
         emit({"engine": "chroma", "version": version("chromadb"), "n": n, "dim": dim, "m": a.m,
               "ef_construction": a.ef_construction, "build_threads": threads, "build_s": build_s,
-              "ef": ef, "qps_1_thread": len(queries) / secs, "recall_at_10": recall(found, gt)})
+              "ef": ef, "queries": len(queries), "qps_1_thread": len(queries) / secs, "recall_at_10": recall(found, gt)})
 
 
 def milvus(a, base, queries, gt, efs, tmp, emit):
@@ -106,7 +107,7 @@ def milvus(a, base, queries, gt, efs, tmp, emit):
         secs = time.perf_counter() - t
         emit({"engine": "milvus-lite", "version": version("milvus-lite"), "index_type": index_type,
               "n": n, "dim": dim, "m": a.m, "ef_construction": a.ef_construction, "build_s": build_s,
-              "ef": ef, "qps_1_thread": len(queries) / secs, "recall_at_10": recall(found, gt)})
+              "ef": ef, "queries": len(queries), "qps_1_thread": len(queries) / secs, "recall_at_10": recall(found, gt)})
     client.close()
 
 
@@ -120,8 +121,12 @@ def main():
     ap.add_argument("--ef", default="16,32,64,128")
     ap.add_argument("--engines", default="chroma,milvus")
     ap.add_argument("--json", help="also write the rows to this file as one JSON array")
+    ap.add_argument("--max-queries", type=int, default=0,
+                    help="search only the first N queries (0: all); recall is over those")
     a = ap.parse_args()
     base, queries, gt = read_fvecs(a.base), read_fvecs(a.queries), read_ivecs(a.gt)
+    if a.max_queries > 0:
+        queries, gt = queries[:a.max_queries], gt[:a.max_queries]
     efs = [int(x) for x in a.ef.split(",")]
     rows = []
 

@@ -39,6 +39,14 @@ pub struct PeersArgs {
     /// Where the peer scripts are.
     #[arg(long, default_value = "benches/peers")]
     pub peers_dir: PathBuf,
+    /// Databases (db_peers.py): search only the first N queries (0: all), for engines too
+    /// slow for the whole set at every ef; the table says so.
+    #[arg(long, default_value_t = 0)]
+    pub db_max_queries: usize,
+    /// Measure nothing: take the rows (and load) of this earlier --json report and write the
+    /// table, section and plot again.
+    #[arg(long)]
+    pub reuse: Option<PathBuf>,
     /// The Python that runs them.
     #[arg(long, default_value = "python3")]
     pub python: String,
@@ -107,6 +115,20 @@ fn list(v: &[usize]) -> String {
     v.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// Quiver's engines that a peer is compared with: like with like for IVF-PQ (exact re-ranking
+/// or not), every Quiver engine otherwise.
+pub fn counterparts<'a>(quiver: &[&'a str], peer: &str) -> Vec<&'a str> {
+    if quiver.len() < 2 {
+        return quiver.to_vec();
+    }
+    let reranks = peer.contains("refine") || peer.contains("rerank");
+    quiver
+        .iter()
+        .copied()
+        .filter(|q| q.contains("rerank") == reranks)
+        .collect()
+}
+
 /// The comparison table: one row per (peer, recall target) that either engine reaches.
 pub fn comparison(points: &[Point], quiver: &[&str], peers: &[(String, String)]) -> String {
     let cell = |p: Option<&Point>| {
@@ -117,8 +139,8 @@ pub fn comparison(points: &[Point], quiver: &[&str], peers: &[(String, String)])
     let mut rows = Vec::new();
     for (engine, version) in peers {
         for &t in &TARGETS {
-            let q = quiver
-                .iter()
+            let q = counterparts(quiver, engine)
+                .into_iter()
                 .filter_map(|e| best(points, e, t))
                 .max_by(|a, b| a.qps.total_cmp(&b.qps));
             let p = best(points, engine, t);
@@ -200,11 +222,16 @@ fn command_line(a: &PeersArgs) -> String {
     match s.index {
         Family::Hnsw => {
             c += &format!(
-                " \\\n  --m {} --ef-construction {} --ef {} --engines {}",
+                " \\\n  --m {} --ef-construction {} --ef {} --engines {}{}",
                 s.m,
                 s.ef_construction,
                 list(&s.ef),
-                a.engines.join(",")
+                a.engines.join(","),
+                if a.db_max_queries > 0 {
+                    format!(" --db-max-queries {}", a.db_max_queries)
+                } else {
+                    String::new()
+                }
             )
         }
         Family::Ivfpq => {
@@ -220,8 +247,16 @@ fn command_line(a: &PeersArgs) -> String {
     c
 }
 
-/// Runs everything and returns the report.
-pub fn run(a: &PeersArgs) -> anyhow::Result<Value> {
+/// What a run measured: every engine's rows, the groups that failed, the load around it.
+struct Measured {
+    rows: Vec<Value>,
+    failures: Vec<(String, String)>,
+    load_before: String,
+    load_after: String,
+}
+
+/// Runs Quiver's sweep, then each peer group.
+fn measure(a: &PeersArgs) -> anyhow::Result<Measured> {
     let s = &a.sweep;
     let base = s
         .base
@@ -256,6 +291,9 @@ pub fn run(a: &PeersArgs) -> anyhow::Result<Value> {
                     let mut args = files.clone();
                     args.extend(knobs.clone());
                     args.extend(["--engines".to_string(), chosen.join(",")]);
+                    if script == "db_peers.py" && a.db_max_queries > 0 {
+                        args.extend(["--max-queries".to_string(), a.db_max_queries.to_string()]);
+                    }
                     groups.push((script, args));
                 }
             }
@@ -281,6 +319,36 @@ pub fn run(a: &PeersArgs) -> anyhow::Result<Value> {
             Err(e) => failures.push((script.to_string(), e)),
         }
     }
+    Ok(Measured {
+        rows,
+        failures,
+        load_before,
+        load_after: std::fs::read_to_string("/proc/loadavg").unwrap_or_default(),
+    })
+}
+
+/// Runs everything (or, with --reuse, takes the rows of an earlier report) and returns the
+/// report.
+pub fn run(a: &PeersArgs) -> anyhow::Result<Value> {
+    let s = &a.sweep;
+    let Measured {
+        rows,
+        failures,
+        load_before,
+        load_after,
+    } = match &a.reuse {
+        None => measure(a)?,
+        Some(p) => {
+            let r: Value = serde_json::from_str(&std::fs::read_to_string(p)?)?;
+            let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            Measured {
+                rows: r["rows"].as_array().cloned().unwrap_or_default(),
+                failures: serde_json::from_value(r["failures"].clone()).unwrap_or_default(),
+                load_before: text("load_before"),
+                load_after: text("load_after"),
+            }
+        }
+    };
     let points: Vec<Point> = rows.iter().filter_map(point).collect();
     let quiver: Vec<&str> = match s.index {
         Family::Hnsw => vec!["quiver"],
@@ -290,10 +358,11 @@ pub fn run(a: &PeersArgs) -> anyhow::Result<Value> {
     for r in &rows {
         let e = r["engine"].as_str().unwrap_or("?");
         if !quiver.contains(&e) && !peers.iter().any(|(p, _)| p == e) {
-            peers.push((
-                e.to_string(),
-                r["version"].as_str().unwrap_or("").to_string(),
-            ));
+            let mut version = r["version"].as_str().unwrap_or("").to_string();
+            if let Some(q) = r["queries"].as_u64() {
+                version += &format!(" (first {q} queries)");
+            }
+            peers.push((e.to_string(), version));
         }
     }
     let cmp = comparison(&points, &quiver, &peers);
@@ -318,14 +387,17 @@ pub fn run(a: &PeersArgs) -> anyhow::Result<Value> {
             build.push(format!("{e} {b:.1} s"));
         }
     }
+    let load = |l: &str| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     let rel = |p: &Path| {
         p.file_name()
             .map_or("?".into(), |f| f.to_string_lossy().to_string())
     };
     let mut body = format!(
         "## Peers side by side: {} ({})\n\n{}\nOne search thread per engine, k = 10; databases are \
-         called one query per request through their Python clients. Load average before the run: \
-         {}; {} cores.\n\n```sh\n{}\n```\n\n{}\nBuild (or train) time: {}.\n",
+         called one query per request through their Python clients. The engines run one after \
+         another; load average (1, 5, 15 min) before the run {}, after it {}, on {} cores: on a \
+         shared machine, ratios move with the load.\n\n```sh\n{}\n```\n\n{}\nBuild (or train) \
+         time: {}.\n",
         s.name,
         today(),
         if a.title.is_empty() {
@@ -333,11 +405,8 @@ pub fn run(a: &PeersArgs) -> anyhow::Result<Value> {
         } else {
             format!("{}\n", a.title)
         },
-        load_before
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+        load(&load_before),
+        load(&load_after),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         command_line(a),
         cmp,
@@ -356,6 +425,7 @@ pub fn run(a: &PeersArgs) -> anyhow::Result<Value> {
     std::fs::write(&a.results_md, replace_section(&doc, &s.name, &body))?;
     Ok(
         json!({"bench": "peers", "name": s.name, "date": today(), "failures": failures,
+              "load_before": load_before, "load_after": load_after,
               "plots": plots, "comparison_markdown": cmp, "rows": rows}),
     )
 }
@@ -395,6 +465,17 @@ mod tests {
         let t = comparison(&pts, &["a"], &[("b".into(), "1.0".into())]);
         assert!(t.contains("**1.33×**"), "{t}");
         assert!(t.contains("peer does not reach it"), "{t}");
+    }
+
+    #[test]
+    fn ivfpq_peers_meet_their_like() {
+        let q = ["quiver-ivfpq", "quiver-ivfpq-rerank"];
+        assert_eq!(counterparts(&q, "faiss-ivfpq"), vec!["quiver-ivfpq"]);
+        assert_eq!(
+            counterparts(&q, "faiss-ivfpq-refine"),
+            vec!["quiver-ivfpq-rerank"]
+        );
+        assert_eq!(counterparts(&["quiver"], "hnswlib"), vec!["quiver"]);
     }
 
     #[test]
