@@ -1,15 +1,15 @@
-//! The built-in embedding model: all-MiniLM-L6-v2 (a 6-layer BERT, 384-d) on candle, CPU.
+//! The built-in embedding model: all-MiniLM-L6-v2 (a 6-layer BERT, 384-d) on our own encoder
+//! (`bert.rs`), CPU.
 //!
 //! Texts are tokenised with the model's own `tokenizer.json` (WordPiece, lower-cased), cut at
-//! 256 tokens (the length the model was trained with; the file itself says 128), padded to the
-//! longest text of the batch, and run through the encoder with an attention mask. The sentence
-//! vector is the mean of the token vectors under the mask, L2-normalised, as
-//! sentence-transformers computes it.
+//! 256 tokens (the length the model was trained with; the file itself says 128), packed end to
+//! end without padding, and run through the encoder, which attends within each text only. The
+//! sentence vector is the mean of the token vectors, L2-normalised, as sentence-transformers
+//! computes it.
 
+use super::bert::{Bert, BertConfig, Scratch};
 use super::{Embedder, ModelError};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use std::cell::RefCell;
 use std::path::Path;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -23,12 +23,11 @@ const DIM: usize = 384;
 
 /// all-MiniLM-L6-v2, loaded.
 pub struct MiniLm {
-    model: BertModel,
+    model: Bert,
     /// Cuts inputs at MAX_TOKENS.
     tokenizer: Tokenizer,
     /// The same without the cut, to measure texts (chunking must see true lengths).
     counter: Tokenizer,
-    device: Device,
 }
 
 impl MiniLm {
@@ -48,7 +47,7 @@ impl MiniLm {
             file("tokenizer.json")?,
         );
         let damaged = |p: &Path, e: String| ModelError::damaged(NAME, p, e);
-        let config: Config = std::fs::read(&config_path)
+        let config: BertConfig = std::fs::read(&config_path)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
             .map_err(|e| damaged(&config_path, e))?;
@@ -65,25 +64,26 @@ impl MiniLm {
         counter
             .with_truncation(None)
             .map_err(|e| damaged(&tokenizer_path, e.to_string()))?;
-        let device = Device::Cpu;
-        // SAFETY: the weights file is mmapped read-only; the models folder is ours and is not
-        // rewritten while the server runs (the setup script writes a `.part` file and renames).
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device) }
-                .map_err(|e| damaged(&weights_path, e.to_string()))?;
-        let model =
-            BertModel::load(vb, &config).map_err(|e| damaged(&weights_path, e.to_string()))?;
         if config.hidden_size != DIM {
             return Err(damaged(
                 &config_path,
                 format!("hidden size {} is not {DIM}", config.hidden_size),
             ));
         }
+        if config.max_position_embeddings < MAX_TOKENS {
+            return Err(damaged(
+                &config_path,
+                format!(
+                    "{} positions, under {MAX_TOKENS}",
+                    config.max_position_embeddings
+                ),
+            ));
+        }
+        let model = Bert::load(&weights_path, config).map_err(|e| damaged(&weights_path, e))?;
         Ok(MiniLm {
             model,
             tokenizer,
             counter,
-            device,
         })
     }
 
@@ -99,28 +99,6 @@ impl MiniLm {
                     .map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))
             })
             .collect()
-    }
-
-    /// Runs one padded batch.
-    fn forward(&self, ids: &[Vec<u32>]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let b = ids.len();
-        let len = ids.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let mut flat = vec![0u32; b * len];
-        let mut mask = vec![0f32; b * len];
-        for (row, seq) in ids.iter().enumerate() {
-            flat[row * len..row * len + seq.len()].copy_from_slice(seq);
-            mask[row * len..row * len + seq.len()].fill(1.0);
-        }
-        let input = Tensor::from_vec(flat, (b, len), &self.device)?;
-        let types = input.zeros_like()?;
-        let mask = Tensor::from_vec(mask, (b, len), &self.device)?;
-        let hidden = self.model.forward(&input, &types, Some(&mask))?; // (b, len, 384)
-        let m = mask.unsqueeze(2)?; // (b, len, 1)
-        let summed = hidden.broadcast_mul(&m)?.sum(1)?; // (b, 384)
-        let counts = m.sum(1)?.clamp(1e-9, f32::MAX)?; // (b, 1)
-        let mean = summed.broadcast_div(&counts)?;
-        let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
-        mean.broadcast_div(&norms)?.to_vec2::<f32>()
     }
 }
 
@@ -143,22 +121,36 @@ impl Embedder for MiniLm {
 
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
         let ids = self.encode(texts, true)?;
-        // Sort by length so each sub-batch pads little, then put the answers back in order.
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| ids[i].len());
-        let mut out = vec![Vec::new(); ids.len()];
-        for group in order.chunks(SUB_BATCH) {
-            let batch: Vec<Vec<u32>> = group.iter().map(|&i| ids[i].clone()).collect();
-            let vectors = self
-                .forward(&batch)
-                .map_err(|e| ModelError::Inference(e.to_string()))?;
-            for (&i, v) in group.iter().zip(vectors) {
-                out[i] = v;
+        // Packed passes of about TOKENS_PER_PASS tokens (no padding, so order does not matter
+        // for cost; the scratch buffers stay the same size from pass to pass).
+        let mut out = Vec::with_capacity(ids.len());
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut start = 0;
+            while start < ids.len() {
+                let mut end = start;
+                let mut tokens = 0;
+                while end < ids.len()
+                    && (end == start || tokens + ids[end].len() <= TOKENS_PER_PASS)
+                {
+                    tokens += ids[end].len();
+                    end += 1;
+                }
+                out.extend(
+                    self.model
+                        .embed(&ids[start..end], scratch)
+                        .map_err(ModelError::Inference)?,
+                );
+                start = end;
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
-/// Texts run through the encoder at once (after sorting by length).
-const SUB_BATCH: usize = 32;
+/// Tokens run through the encoder at once (a text longer than this runs alone).
+const TOKENS_PER_PASS: usize = 2048;
+
+thread_local! {
+    /// Each model thread's buffers, kept between calls.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}

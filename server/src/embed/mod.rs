@@ -1,12 +1,22 @@
 //! Embedding: the back-end trait, the built-in model, an OpenAI-compatible HTTP back-end, and
 //! the worker that batches requests onto the model's own threads.
 //!
+//! | file | what it does |
+//! |------|--------------|
+//! | `minilm.rs` | all-MiniLM-L6-v2: tokenizer, packed passes through the encoder |
+//! | `bert.rs` | our BERT forward pass: packed texts, fused QKV, per-text attention, pooling |
+//! | `kernels.rs` | GELU (rational erf), softmax (polynomial exp), layer norm, `gemm` product |
+//! | `openai.rs` | an OpenAI-compatible `/v1/embeddings` back-end |
+//! | `worker.rs` | the batching worker and its metrics |
+//!
 //! ```text
 //! handler ─► EmbedWorker::embed (bounded queue; waits up to the deadline, then Busy)
 //!         ─► worker thread: gathers jobs until max_batch texts or max_wait ─► Embedder::embed
 //!         ─► each job's answer, in its order, back on a oneshot channel
 //! ```
 
+pub mod bert;
+pub mod kernels;
 pub mod minilm;
 pub mod openai;
 pub mod worker;
