@@ -40,6 +40,8 @@ pub(crate) enum DurabilityArg {
 pub(crate) enum FieldTypeArg {
     Keyword,
     Numeric,
+    /// Full text for BM25 and hybrid search.
+    Text,
 }
 
 #[derive(Subcommand)]
@@ -53,6 +55,10 @@ pub(crate) enum CollectionCmd {
         /// Embedding model for documents and text search (e.g. all-minilm-l6-v2).
         #[arg(long)]
         model: Option<String>,
+        /// Also index the chunk text (payload field "text") for BM25 and hybrid search (the same
+        /// as `collection index NAME text --type text` afterwards).
+        #[arg(long)]
+        text_index: bool,
         #[arg(long, value_enum, default_value = "cosine")]
         metric: MetricArg,
         #[arg(long, value_enum, default_value = "sync")]
@@ -90,6 +96,12 @@ pub(crate) enum CollectionCmd {
         field: String,
         #[arg(long = "type", value_enum)]
         field_type: FieldTypeArg,
+        /// Text: BM25's term-frequency saturation (0: 1.2).
+        #[arg(long, default_value_t = 0.0)]
+        k1: f32,
+        /// Text: BM25's length normalisation, 0 to 1 (0: 0.75).
+        #[arg(long, default_value_t = 0.0)]
+        b: f32,
     },
     /// Write the mutable segment to segment files now.
     Flush { name: String },
@@ -120,6 +132,18 @@ fn index_state(c: &pb::CollectionInfo) -> &'static str {
     }
 }
 
+fn field_json(f: &pb::FieldIndexInfo) -> Value {
+    let ty = match pb::FieldType::try_from(f.r#type) {
+        Ok(pb::FieldType::Numeric) => "numeric",
+        Ok(pb::FieldType::Text) => "text",
+        _ => "keyword",
+    };
+    match &f.text {
+        Some(t) => json!({"field": f.field, "type": ty, "k1": t.k1, "b": t.b}),
+        None => json!({"field": f.field, "type": ty}),
+    }
+}
+
 fn info_json(c: &pb::CollectionInfo) -> Value {
     json!({
         "name": c.name, "dim": c.dim, "metric": metric_name(c.metric),
@@ -138,7 +162,7 @@ fn info_json(c: &pb::CollectionInfo) -> Value {
             Some(pb::index_spec::Kind::IvfPq(p)) => json!({"ivf_pq": {"nlist": p.nlist, "m": p.m, "nbits": p.nbits}}),
             _ => json!("flat"),
         },
-        "field_indexes": c.field_indexes.iter().map(|f| json!({"field": f.field, "type": if f.r#type == pb::FieldType::Numeric as i32 { "numeric" } else { "keyword" }})).collect::<Vec<_>>(),
+        "field_indexes": c.field_indexes.iter().map(field_json).collect::<Vec<_>>(),
     })
 }
 
@@ -175,6 +199,7 @@ pub(crate) async fn collection(
             name,
             dim,
             model,
+            text_index,
             metric,
             durability,
             flush_threshold,
@@ -216,7 +241,20 @@ pub(crate) async fn collection(
                 flush_threshold,
                 embedding_model: model.unwrap_or_default(),
             };
-            let info = client.collections.create(req).await?.into_inner();
+            let mut info = client.collections.create(req).await?.into_inner();
+            if text_index {
+                let req = pb::CreateFieldIndexRequest {
+                    collection: info.name.clone(),
+                    field: "text".into(),
+                    r#type: pb::FieldType::Text as i32,
+                    text: None,
+                };
+                info = client
+                    .collections
+                    .create_field_index(req)
+                    .await?
+                    .into_inner();
+            }
             print_info(&info, as_json);
         }
         CollectionCmd::List => {
@@ -249,15 +287,19 @@ pub(crate) async fn collection(
             name,
             field,
             field_type,
+            k1,
+            b,
         } => {
             let t = match field_type {
                 FieldTypeArg::Keyword => pb::FieldType::Keyword,
                 FieldTypeArg::Numeric => pb::FieldType::Numeric,
+                FieldTypeArg::Text => pb::FieldType::Text,
             };
             let req = pb::CreateFieldIndexRequest {
                 collection: name,
                 field,
                 r#type: t as i32,
+                text: (k1 != 0.0 || b != 0.0).then_some(pb::TextIndexParams { k1, b }),
             };
             print_info(
                 &client

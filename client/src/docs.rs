@@ -41,6 +41,57 @@ pub struct SearchTextArgs {
     /// Filter as JSON (see `quiver search --help`).
     #[arg(long)]
     filter: Option<String>,
+    /// Retriever: dense vectors, BM25 over the text index, or both fused (default: hybrid when
+    /// the collection has a text index, dense otherwise).
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    /// Hybrid: reciprocal rank fusion, or a weighted sum of min-max normalised scores.
+    #[arg(long, value_enum, default_value = "rrf")]
+    fusion: FusionArg,
+    /// Hybrid, rrf: the constant k in 1 / (k + rank) (0: 60).
+    #[arg(long, default_value_t = 0)]
+    rrf_k: u32,
+    /// Hybrid, weighted: the dense side's weight, 0 to 1 (0: 0.5).
+    #[arg(long, default_value_t = 0.0)]
+    dense_weight: f32,
+    /// Hybrid: candidates each retriever contributes (0: max(4 k, 50)).
+    #[arg(long, default_value_t = 0)]
+    candidates: u32,
+    /// The text-indexed field (default: the collection's only one, or "text").
+    #[arg(long)]
+    field: Option<String>,
+}
+
+/// Retrieval modes of `search-text` and `ask`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Nearest vectors of the embedded query.
+    Dense,
+    /// BM25 over the collection's text index.
+    Bm25,
+    /// Both, fused.
+    Hybrid,
+}
+
+impl ModeArg {
+    /// On the wire (`None`: the server's default).
+    pub fn to_pb(m: Option<ModeArg>) -> i32 {
+        (match m {
+            None => pb::SearchMode::Unspecified,
+            Some(ModeArg::Dense) => pb::SearchMode::Dense,
+            Some(ModeArg::Bm25) => pb::SearchMode::Bm25,
+            Some(ModeArg::Hybrid) => pb::SearchMode::Hybrid,
+        }) as i32
+    }
+}
+
+/// Hybrid fusions.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FusionArg {
+    /// Reciprocal rank fusion.
+    Rrf,
+    /// Weighted sum of normalised scores.
+    Weighted,
 }
 
 /// Where documents come from.
@@ -248,6 +299,17 @@ pub async fn search_text(
         query: a.query,
         k: a.k,
         filter: opt_filter(&a.filter)?,
+        mode: ModeArg::to_pb(a.mode),
+        hybrid: Some(pb::HybridParams {
+            fusion: match a.fusion {
+                FusionArg::Rrf => pb::Fusion::Rrf,
+                FusionArg::Weighted => pb::Fusion::Weighted,
+            } as i32,
+            rrf_k: a.rrf_k,
+            dense_weight: a.dense_weight,
+            candidates: a.candidates,
+            text_field: a.field.unwrap_or_default(),
+        }),
         ..Default::default()
     };
     let t = Instant::now();
@@ -256,7 +318,7 @@ pub async fn search_text(
     if as_json {
         let v: Vec<Value> = hits
             .iter()
-            .map(|h| json!({"id": id_json(h.id.as_ref()), "score": h.score, "payload": payload_value(&h.payload_json)}))
+            .map(|h| json!({"id": id_json(h.id.as_ref()), "score": h.score, "dense_score": h.dense_score, "bm25_score": h.bm25_score, "payload": payload_value(&h.payload_json)}))
             .collect();
         println!("{}", json!({"hits": v, "ms": ms}));
         return Ok(());

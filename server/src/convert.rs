@@ -48,6 +48,8 @@ pub fn scored_pb(r: Record) -> pb::ScoredPoint {
         score: r.score.unwrap_or_default(),
         payload_json: r.payload.map(|p| p.to_string()).unwrap_or_default(),
         vector: r.vector.unwrap_or_default(),
+        dense_score: None,
+        bm25_score: None,
     }
 }
 
@@ -172,6 +174,7 @@ pub fn collection_config(
         },
         field_indexes: Vec::new(),
         embedding_model: (!r.embedding_model.is_empty()).then(|| r.embedding_model.clone()),
+        bm25: Default::default(),
     })
 }
 
@@ -193,8 +196,28 @@ pub fn field_type(t: i32) -> Result<FieldType, Status> {
     match pb::FieldType::try_from(t) {
         Ok(pb::FieldType::Keyword) => Ok(FieldType::Keyword),
         Ok(pb::FieldType::Numeric) => Ok(FieldType::Numeric),
-        _ => Err(invalid("field type must be keyword or numeric")),
+        Ok(pb::FieldType::Text) => Ok(FieldType::Text),
+        _ => Err(invalid("field type must be keyword, numeric or text")),
     }
+}
+
+/// A text index's BM25 constants from the wire (`None`: the defaults; 0 means the default).
+pub fn bm25_params(
+    ty: FieldType,
+    p: Option<&pb::TextIndexParams>,
+) -> Result<Option<quiver_storage::text::Bm25Params>, Status> {
+    let Some(p) = p else { return Ok(None) };
+    if ty != FieldType::Text {
+        return Err(invalid(
+            "text index parameters apply to FIELD_TYPE_TEXT only",
+        ));
+    }
+    let d = quiver_storage::text::Bm25Params::default();
+    let pick = |v: f32, def: f32| if v == 0.0 { def } else { v };
+    Ok(Some(quiver_storage::text::Bm25Params {
+        k1: pick(p.k1, d.k1),
+        b: pick(p.b, d.b),
+    }))
 }
 
 /// Collection settings and statistics onto the wire.
@@ -246,7 +269,12 @@ pub fn collection_info(c: &quiver_storage::Collection) -> pb::CollectionInfo {
                 r#type: match t {
                     FieldType::Keyword => pb::FieldType::Keyword as i32,
                     FieldType::Numeric => pb::FieldType::Numeric as i32,
+                    FieldType::Text => pb::FieldType::Text as i32,
                 },
+                text: (*t == FieldType::Text).then(|| {
+                    let p = cfg.bm25.get(f).copied().unwrap_or_default();
+                    pb::TextIndexParams { k1: p.k1, b: p.b }
+                }),
             })
             .collect(),
         unflushed_points: st.unflushed_points,

@@ -10,6 +10,7 @@
 use crate::chunk::{self, ChunkParams};
 use crate::convert;
 use crate::embed::EmbedWorker;
+use crate::retrieve::{HybridSettings, Mode, TextQuery};
 use crate::service::{OwnedSearch, Service, blocking};
 use crate::status::{invalid, model_status};
 use quiver_proto::v1 as pb;
@@ -330,26 +331,41 @@ impl Documents for Service {
                 if r.query.trim().is_empty() {
                     return Err(invalid("query is empty"));
                 }
-                let (c, w) = self.text_collection(&r.collection)?;
-                let vector = self
-                    .embed_texts(&w, vec![r.query], wait)
-                    .await?
-                    .pop()
-                    .unwrap_or_default();
-                let s = OwnedSearch::from_pb(pb::SearchRequest {
+                let c = self.collection(&r.collection)?;
+                let mode = Mode::resolve(r.mode, c.has_text_index())?;
+                let hybrid = HybridSettings::from_pb(r.hybrid.as_ref())?;
+                let vector = if mode.needs_vector() {
+                    let (_, w) = self.text_collection(&r.collection)?;
+                    self.embed_texts(&w, vec![r.query.clone()], wait)
+                        .await?
+                        .pop()
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let dense = OwnedSearch::from_pb(pb::SearchRequest {
                     collection: r.collection,
                     vector,
                     k: r.k,
-                    filter: r.filter,
+                    filter: r.filter.clone(),
                     with_payload: true,
                     with_vector: r.with_vector,
                     exact: false,
                     params: r.params,
                     rerank: 0,
                 })?;
-                let hits = blocking(move || c.search(&s.borrow())).await?;
+                let q = TextQuery {
+                    mode,
+                    text: r.query,
+                    dense,
+                    filter: convert::opt_filter(r.filter.as_ref())?,
+                    k: r.k as usize,
+                    hybrid,
+                    with_vector: r.with_vector,
+                };
+                let hits = blocking(move || q.run(&c)).await?;
                 Ok(Response::new(pb::SearchResponse {
-                    hits: hits.into_iter().map(convert::scored_pb).collect(),
+                    hits: hits.into_iter().map(crate::retrieve::hit_pb).collect(),
                 }))
             })
             .await

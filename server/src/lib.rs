@@ -34,6 +34,7 @@ pub mod embed;
 pub mod generate;
 pub mod metrics;
 pub mod rag;
+pub mod retrieve;
 pub mod service;
 pub mod snapshots;
 pub mod status;

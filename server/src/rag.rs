@@ -8,6 +8,7 @@
 use crate::convert;
 use crate::generate::tokenizer::{Message, chat_prompt};
 use crate::generate::{GenOutcome, GenParams, Generator};
+use crate::retrieve::{HybridSettings, Mode, TextQuery};
 use crate::service::{OwnedSearch, Service, blocking};
 use crate::status::{invalid, model_status};
 use quiver_proto::v1 as pb;
@@ -291,7 +292,11 @@ impl Generation for Service {
             .pop()
             .unwrap_or_default();
         let (coll_id, version) = (c.id.0, c.last_seq());
-        let settings = format!("{}|{}|{}|{:?}", r.k, r.min_score, p.max_tokens, r.filter);
+        let mode = Mode::resolve(r.mode, c.has_text_index())?;
+        let settings = format!(
+            "{}|{}|{}|{:?}|{mode:?}",
+            r.k, r.min_score, p.max_tokens, r.filter
+        );
         let cacheable = p.temperature == 0.0 && !r.no_cache;
         if cacheable {
             let hit = self
@@ -313,27 +318,43 @@ impl Generation for Service {
             }
         }
         let question_vector = vector.clone();
-        let s = OwnedSearch::from_pb(pb::SearchRequest {
+        let k = if r.k == 0 { 4 } else { r.k };
+        let filter = convert::opt_filter(r.filter.as_ref())?;
+        let dense = OwnedSearch::from_pb(pb::SearchRequest {
             collection: r.collection,
             vector,
-            k: if r.k == 0 { 4 } else { r.k },
+            k,
             filter: r.filter,
             with_payload: true,
             ..Default::default()
         })?;
-        let hits = blocking(move || c.search(&s.borrow())).await?;
+        let q = TextQuery {
+            mode,
+            text: r.question.clone(),
+            dense,
+            filter,
+            k: k as usize,
+            hybrid: HybridSettings::from_pb(None)?,
+            with_vector: false,
+        };
+        let hits = blocking(move || q.run(&c)).await?;
         let retrieve_ms = t0.elapsed().as_secs_f64() * 1e3;
         let min_score = if r.min_score == 0.0 {
             DEFAULT_MIN_SCORE
         } else {
             r.min_score
         };
+        let terms_needed = terms_needed(&r.question);
         let citations: Vec<pb::Citation> = hits
             .into_iter()
-            .filter(|h| h.score.is_some_and(|s| s >= min_score))
+            .filter(|h| {
+                min_score < 0.0
+                    || h.dense.is_some_and(|s| s >= min_score)
+                    || terms_needed.is_some_and(|n| h.matched_terms >= n)
+            })
             .enumerate()
             .map(|(i, h)| {
-                let hit = convert::scored_pb(h);
+                let hit = convert::scored_pb(h.record);
                 let payload: Value = serde_json::from_str(&hit.payload_json).unwrap_or_default();
                 pb::Citation {
                     number: i as u32 + 1,
@@ -417,6 +438,13 @@ impl Generation for Service {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+}
+
+/// How many of a question's distinct terms a chunk found by BM25 alone must hold to be given
+/// to the model: two thirds, rounded up (`None` when the question has no terms).
+fn terms_needed(question: &str) -> Option<u32> {
+    let n = quiver_storage::text::query_terms(question).len() as u32;
+    (n > 0).then(|| (2 * n).div_ceil(3))
 }
 
 fn rate(o: &GenOutcome) -> f64 {

@@ -83,6 +83,7 @@ impl Collections for Service {
                             &c,
                             crate::documents::DOC_ID_FIELD,
                             FieldType::Keyword,
+                            None,
                         )?;
                     }
                     Ok(c)
@@ -148,8 +149,9 @@ impl Collections for Service {
                 let r = req.into_inner();
                 let c = self.collection(&r.collection)?;
                 let ty = convert::field_type(r.r#type)?;
+                let bm25 = convert::bm25_params(ty, r.text.as_ref())?;
                 let (storage, c2) = (self.storage.clone(), c.clone());
-                blocking(move || storage.create_field_index(&c2, &r.field, ty)).await?;
+                blocking(move || storage.create_field_index(&c2, &r.field, ty, bm25)).await?;
                 Ok(Response::new(convert::collection_info(&c)))
             })
             .await
@@ -274,6 +276,11 @@ impl OwnedSearch {
             with_payload: r.with_payload,
             with_vector: r.with_vector,
         })
+    }
+
+    /// Sets the number of results.
+    pub(crate) fn set_k(&mut self, k: usize) {
+        self.k = k;
     }
 
     pub(crate) fn borrow(&self) -> SearchRequest<'_> {

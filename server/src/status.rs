@@ -23,6 +23,7 @@ pub fn to_status(e: StorageError) -> Status {
         | E::InvalidConfig { .. } => Code::InvalidArgument,
         E::BatchTooLarge { .. } | E::PayloadTooLarge { .. } => Code::ResourceExhausted,
         E::Unimplemented { .. } => Code::Unimplemented,
+        E::NoTextIndex { .. } => Code::FailedPrecondition,
         E::Codec { .. } | E::Io { .. } | E::IndexBuild(_) => Code::Internal,
         E::Rocks(_) | E::ShuttingDown => Code::Unavailable,
         E::Cancelled => Code::DeadlineExceeded,

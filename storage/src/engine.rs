@@ -379,14 +379,16 @@ impl Storage {
         self.run(|tx| Task::Compact(collection.clone(), true, Some(tx)))
     }
 
-    /// Indexes a payload field of a collection.
+    /// Indexes a payload field of a collection; `bm25` sets a text index's constants (`None`:
+    /// the defaults).
     pub fn create_field_index(
         &self,
         collection: &Arc<Collection>,
         field: &str,
         ty: FieldType,
+        bm25: Option<crate::text::Bm25Params>,
     ) -> Result<()> {
-        collection.create_field_index(field, ty)
+        collection.create_field_index(field, ty, bm25)
     }
 
     /// Stops the background threads after the work already queued. Further calls fail.

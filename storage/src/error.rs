@@ -113,6 +113,16 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A text search on a collection without a suitable text index.
+    #[error(
+        "collection '{collection}' has no text index{which}; create one with a field index of type text (`quiver collection index {collection} FIELD --type text`)"
+    )]
+    NoTextIndex {
+        /// The collection.
+        collection: String,
+        /// Which index was missing, as a phrase (" on field 'x'"), or empty.
+        which: String,
+    },
     /// A feature that is specified but not built yet.
     #[error("not implemented yet: {what}")]
     Unimplemented {

@@ -19,6 +19,7 @@
 //! | `codec.rs`         | binary readers and writers, RocksDB key layouts                  |
 //! | `filter.rs`        | the filter tree and its evaluation on one point                  |
 //! | `payload_index.rs` | keyword and numeric payload indexes as roaring bitmaps           |
+//! | `text/`            | full-text (BM25) indexes: tokenizer, postings files, scoring      |
 //! | `types.rs`         | ids, sequence numbers, collection settings, limits               |
 //! | `error.rs`         | [`StorageError`]                                                 |
 
@@ -34,10 +35,13 @@ pub mod filter;
 pub mod payload_index;
 pub mod segment;
 pub mod snapshot;
+pub mod text;
 pub mod types;
 pub mod wal;
 
-pub use collection::{Collection, CollectionStats, Record, SearchRequest, UpsertBatch};
+pub use collection::{
+    Collection, CollectionStats, Record, SearchRequest, TextRecord, TextSearchRequest, UpsertBatch,
+};
 pub use engine::{EngineStats, Storage, StorageOptions, WriteOutcome};
 pub use error::{Result, StorageError};
 pub use filter::{Condition, Filter, MatchValue, Range};

@@ -7,6 +7,7 @@
 //! otherwise the caller evaluates the filter point by point.
 
 use crate::filter::{Condition, Filter, keyword_key, value_key, values_at};
+use crate::text::{MemText, TextIndex};
 use crate::types::{FieldType, PointId};
 use roaring::RoaringBitmap;
 use serde_json::Value;
@@ -41,6 +42,7 @@ impl FieldIndex {
         let values = match ty {
             FieldType::Keyword => Values::Keyword(HashMap::new()),
             FieldType::Numeric => Values::Numeric(BTreeMap::new()),
+            FieldType::Text => unreachable!("text fields are kept in PayloadIndex::text"),
         };
         FieldIndex {
             values,
@@ -67,10 +69,24 @@ impl FieldIndex {
     }
 }
 
+/// Adds a point's strings at `key` (a string, or the strings of an array) to a text index still
+/// in memory; a frozen one is complete already.
+fn add_text(t: &mut TextIndex, offset: u32, key: &str, payload: &Value) {
+    if let TextIndex::Mem(m) = t {
+        for v in values_at(payload, key) {
+            if let Some(s) = v.as_str() {
+                m.add(offset, s);
+            }
+        }
+    }
+}
+
 /// All indexed fields of one segment.
 #[derive(Debug, Clone, Default)]
 pub struct PayloadIndex {
     fields: HashMap<String, FieldIndex>,
+    /// Full-text fields: an inverted index each (`crate::text`).
+    text: BTreeMap<String, TextIndex>,
 }
 
 impl PayloadIndex {
@@ -78,25 +94,41 @@ impl PayloadIndex {
     pub fn new(fields: &[(String, FieldType)]) -> Self {
         let mut idx = PayloadIndex::default();
         for (k, t) in fields {
-            idx.fields.insert(k.clone(), FieldIndex::new(*t));
+            idx.add_field(k, *t);
         }
         idx
     }
 
     /// True if no field is indexed.
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.fields.is_empty() && self.text.is_empty()
+    }
+
+    /// True if some index still needs the payloads of the segment's points to be filled
+    /// (keyword and numeric indexes always do; a text index unless read from its file).
+    pub fn needs_payloads(&self) -> bool {
+        !self.fields.is_empty() || self.text.values().any(|t| matches!(t, TextIndex::Mem(_)))
     }
 
     /// Adds an empty index for a field (fill it with [`PayloadIndex::add_point`]).
     pub fn add_field(&mut self, key: &str, ty: FieldType) {
-        self.fields.insert(key.to_string(), FieldIndex::new(ty));
+        match ty {
+            FieldType::Text => {
+                self.text.insert(key.to_string(), TextIndex::default());
+            }
+            FieldType::Keyword | FieldType::Numeric => {
+                self.fields.insert(key.to_string(), FieldIndex::new(ty));
+            }
+        }
     }
 
     /// Indexes every indexed field of the point at `offset`.
     pub fn add_point(&mut self, offset: u32, payload: &Value) {
         for (key, f) in &mut self.fields {
             f.add(offset, key, payload);
+        }
+        for (key, t) in &mut self.text {
+            add_text(t, offset, key, payload);
         }
     }
 
@@ -105,6 +137,32 @@ impl PayloadIndex {
         if let Some(f) = self.fields.get_mut(key) {
             f.add(offset, key, payload);
         }
+        if let Some(t) = self.text.get_mut(key) {
+            add_text(t, offset, key, payload);
+        }
+    }
+
+    /// The text index of `field`, if it is text-indexed.
+    pub fn text(&self, field: &str) -> Option<&TextIndex> {
+        self.text.get(field)
+    }
+
+    /// Text indexes still in memory, to be written to files once the segment is sealed.
+    pub fn mem_texts(&self) -> impl Iterator<Item = (&str, &MemText)> {
+        self.text.iter().filter_map(|(k, t)| match t {
+            TextIndex::Mem(m) => Some((k.as_str(), m)),
+            TextIndex::Frozen(_) => None,
+        })
+    }
+
+    /// Replaces a field's text index (with its frozen form).
+    pub fn set_text(&mut self, field: &str, index: TextIndex) {
+        self.text.insert(field.to_string(), index);
+    }
+
+    /// Bytes held by the text indexes (heap, or mapped files).
+    pub fn text_memory_bytes(&self) -> usize {
+        self.text.values().map(TextIndex::memory_bytes).sum()
     }
 
     fn serves(&self, c: &Condition) -> bool {

@@ -226,11 +226,12 @@ impl Storage {
             return Err(corrupted("dimension differs from the config's"));
         }
         let fields = std::mem::take(&mut config.field_indexes);
+        let bm25 = config.bm25.clone();
         config.name = name.to_string();
         let c = self.create_collection(config)?;
         let filled = (|| -> Result<()> {
             for (f, t) in &fields {
-                self.create_field_index(&c, f, *t)?;
+                self.create_field_index(&c, f, *t, bm25.get(f).copied())?;
             }
             let mut batch = Vec::with_capacity(BATCH);
             for i in 0..count {

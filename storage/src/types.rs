@@ -139,6 +139,8 @@ pub enum FieldType {
     Keyword,
     /// Numbers for range conditions.
     Numeric,
+    /// Full text, searched with BM25 (`crate::text`); not used by filters.
+    Text,
 }
 
 /// A collection's settings, as stored in its manifest.
@@ -163,6 +165,9 @@ pub struct CollectionConfig {
     /// engine only keeps the name; the server owns the model.
     #[serde(default)]
     pub embedding_model: Option<String>,
+    /// BM25's constants of each text-indexed field (absent: the defaults).
+    #[serde(default)]
+    pub bm25: std::collections::BTreeMap<String, crate::text::Bm25Params>,
 }
 
 /// The longest collection name accepted.

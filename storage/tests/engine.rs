@@ -29,6 +29,7 @@ fn config(name: &str, threshold: usize) -> CollectionConfig {
         flush_threshold: threshold,
         field_indexes: vec![],
         embedding_model: None,
+        bm25: Default::default(),
     }
 }
 
@@ -74,7 +75,8 @@ fn flush_compact_reopen_and_drop() {
         let st = c.stats();
         assert_eq!(st.points, 400);
         assert_eq!(st.segments, 1);
-        s.create_field_index(&c, "odd", FieldType::Keyword).unwrap();
+        s.create_field_index(&c, "odd", FieldType::Keyword, None)
+            .unwrap();
         s.shutdown();
     }
     {

@@ -1,6 +1,7 @@
 //! Model-based property test: random sequences of upsert, delete, flush, compact and restart
 //! on the real engine (RocksDB, segment files) are compared with a plain `HashMap` after every
-//! step. `QUIVER_MODEL_CASES` sets the number of sequences (default 64).
+//! step, BM25 scores over a text index included. `QUIVER_MODEL_CASES` sets the number of
+//! sequences (default 64).
 
 use proptest::prelude::*;
 use quiver_storage::*;
@@ -35,8 +36,63 @@ fn vector(seed: u16) -> Vec<f32> {
         .collect()
 }
 
+const WORDS: [&str; 5] = ["alpha", "beta", "gamma", "delta", "omega"];
+
+/// Three words drawn from the seed (repeats happen), "the" (a stop word) between them.
+fn text(seed: u16) -> String {
+    let s = seed as usize;
+    format!(
+        "{} the {} {}",
+        WORDS[s % 5],
+        WORDS[s / 5 % 5],
+        WORDS[s / 25 % 3]
+    )
+}
+
 fn payload(id: u64, seed: u16) -> Value {
-    json!({"id": id, "seed": seed, "even": seed % 2 == 0})
+    let mut p = json!({"id": id, "seed": seed, "even": seed % 2 == 0});
+    if seed % 4 != 0 {
+        p["text"] = json!(text(seed));
+    }
+    p
+}
+
+/// BM25 (k1 1.2, b 0.75) of `query` over the model's "text" fields, computed from scratch.
+fn model_bm25(
+    model: &HashMap<u64, (Vec<f32>, Option<Value>)>,
+    query: &[&str],
+) -> BTreeMap<u64, f64> {
+    let docs: Vec<(u64, Vec<String>)> = model
+        .iter()
+        .filter_map(|(id, (_, p))| {
+            let t = p.as_ref()?["text"].as_str()?;
+            Some((
+                *id,
+                t.split(' ')
+                    .filter(|w| *w != "the")
+                    .map(str::to_string)
+                    .collect(),
+            ))
+        })
+        .collect();
+    let n = docs.len() as f64;
+    let avgdl = docs.iter().map(|(_, d)| d.len()).sum::<usize>() as f64 / n;
+    let mut out = BTreeMap::new();
+    for q in query {
+        let df = docs
+            .iter()
+            .filter(|(_, d)| d.iter().any(|w| w == q))
+            .count() as f64;
+        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        for (id, d) in &docs {
+            let tf = d.iter().filter(|w| w == q).count() as f64;
+            if tf > 0.0 {
+                let norm = 1.2 * (1.0 - 0.75 + 0.75 * d.len() as f64 / avgdl);
+                *out.entry(*id).or_insert(0.0) += idf * tf * 2.2 / (tf + norm);
+            }
+        }
+    }
+    out
 }
 
 fn open(dir: &std::path::Path) -> Arc<Storage> {
@@ -96,6 +152,36 @@ fn check(
         .filter(|(_, p)| p.as_ref().is_some_and(|p| p["even"] == json!(true)))
         .count() as u64;
     prop_assert_eq!(c.count(Some(&even)).unwrap(), want_even);
+    // BM25 over the text index equals BM25 computed from the model's live points.
+    for query in [&["alpha"][..], &["beta", "omega"][..]] {
+        let want = model_bm25(model, query);
+        let got = c
+            .search_text(&TextSearchRequest {
+                query: &query.join(" the "),
+                field: None,
+                k: 100,
+                filter: None,
+                with_payload: false,
+            })
+            .unwrap();
+        prop_assert_eq!(got.len(), want.len(), "query {:?}", query);
+        for t in got {
+            let PointId::Num(id) = t.record.id else {
+                unreachable!()
+            };
+            let w = want
+                .get(&id)
+                .ok_or_else(|| TestCaseError::fail(format!("{id} should not match")))?;
+            let g = f64::from(t.record.score.unwrap());
+            prop_assert!(
+                (g - w).abs() < 1e-4 * w.max(1.0),
+                "point {}: {} vs {}",
+                id,
+                g,
+                w
+            );
+        }
+    }
     // The nearest point to a stored vector is at distance zero.
     if let Some((_, (v, _))) = model.iter().next() {
         let hits = c
@@ -142,10 +228,12 @@ proptest! {
                 durability: Durability::Sync,
                 flush_threshold: 9,
                 field_indexes: vec![],
-            embedding_model: None,
+                embedding_model: None,
+                bm25: Default::default(),
             })
             .unwrap();
-        s.create_field_index(&c, "even", FieldType::Keyword).unwrap();
+        s.create_field_index(&c, "even", FieldType::Keyword, None).unwrap();
+        s.create_field_index(&c, "text", FieldType::Text, None).unwrap();
         let mut model: HashMap<u64, (Vec<f32>, Option<Value>)> = HashMap::new();
         for op in ops {
             match op {

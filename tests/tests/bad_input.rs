@@ -452,6 +452,7 @@ async fn bad_inputs_get_clear_status_codes_and_change_nothing() {
         collection: "v".into(),
         field: "i".into(),
         r#type: 0,
+        ..Default::default()
     };
     assert_eq!(
         c.collections
@@ -582,6 +583,7 @@ async fn bad_inputs_get_clear_status_codes_and_change_nothing() {
         collection: "nope".into(),
         field: "a".into(),
         r#type: pb::FieldType::Keyword as i32,
+        ..Default::default()
     };
     assert_eq!(
         c.collections

@@ -94,6 +94,7 @@ async fn hnsw_recall_filters_deletions_and_restart() {
         collection: "h".into(),
         field: "one_percent".into(),
         r#type: pb::FieldType::Keyword as i32,
+        ..Default::default()
     };
     c.collections.create_field_index(req).await.unwrap();
     let one = filter::parse_str(r#"{"must":[{"key":"one_percent","match":true}]}"#).unwrap();

@@ -182,6 +182,7 @@ async fn ivfpq_recall_filters_deletions_restart_and_damage() {
         collection: "v".into(),
         field: "third".into(),
         r#type: pb::FieldType::Keyword as i32,
+        ..Default::default()
     };
     c.collections.create_field_index(req).await.unwrap();
     let third = filter::parse_str(r#"{"must":[{"key":"third","match":true}]}"#).unwrap();

@@ -119,6 +119,7 @@ async fn upsert_search_filter_get_delete_count_scroll() {
                     collection: "docs".into(),
                     field: field.into(),
                     r#type: t as i32,
+                    ..Default::default()
                 };
                 client.collections.create_field_index(req).await.unwrap();
             }

@@ -41,6 +41,7 @@ async fn snapshot_while_writing_and_restore() {
         collection: "src".into(),
         field: "tag".into(),
         r#type: pb::FieldType::Keyword as i32,
+        ..Default::default()
     };
     c.collections.create_field_index(req).await.unwrap();
     for b in 0..30u64 {

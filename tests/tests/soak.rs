@@ -146,6 +146,7 @@ async fn concurrent_readers_and_writers_with_flushes_and_compactions() {
         collection: "s".into(),
         field: "bucket".into(),
         r#type: pb::FieldType::Keyword as i32,
+        ..Default::default()
     };
     c.collections.create_field_index(req).await.unwrap();
     let until = Instant::now() + Duration::from_secs(secs);

@@ -5,12 +5,13 @@
 //! records the new segment holds. A crash before that batch leaves the old manifest and the
 //! WAL intact; leftover files of the unfinished segment are removed at the next start.
 
-use super::{Collection, Slot, State};
+use super::{Collection, Slot, State, text};
 use crate::codec::{self, Reader};
 use crate::db::Db;
 use crate::error::{Result, StorageError, io_err};
 use crate::payload_index::PayloadIndex;
 use crate::segment::{self, MutableSegment, SegmentData};
+use crate::text::{Bm25Params, TextIndex};
 use crate::types::{CollectionConfig, CollectionId, FieldType, Limits, Location, SegmentId, SeqNo};
 use crate::wal::WalOp;
 use parking_lot::RwLock;
@@ -164,6 +165,11 @@ impl Collection {
             index.as_ref(),
         )?;
         let opened = segment::open_segment(&dir, id, data.dim, metric, &spec)?;
+        let bodies = match self.state.read().slots.get(&id) {
+            Some(slot) => text::mem_bodies(&slot.payload_index, data.len()),
+            None => return Ok(false),
+        };
+        let texts = text::write_bodies(&dir, id, data.dim, data.len(), bodies)?;
         let mut s = self.state.write();
         if self.is_dropped() {
             return Ok(false);
@@ -172,6 +178,11 @@ impl Collection {
             .slots
             .get_mut(&id)
             .expect("frozen slot stays until flushed");
+        // The frozen text indexes hold what the in-memory ones held: kept even if the manifest
+        // write below fails.
+        for (f, t) in texts {
+            slot.payload_index.set_text(&f, t);
+        }
         let previous = std::mem::replace(&mut slot.data, Arc::new(opened));
         slot.sealed = true;
         let old_flushed = s.flushed_seq;
@@ -286,6 +297,10 @@ impl Collection {
                     }
                 }
             }
+            let bodies = text::mem_bodies(&pidx, ids.len());
+            for (f, t) in text::write_bodies(&dir, new_id, dim, ids.len(), bodies)? {
+                pidx.set_text(&f, t);
+            }
             Some((data, pidx))
         };
         let mut s = self.state.write();
@@ -371,8 +386,32 @@ impl Collection {
         Ok(true)
     }
 
-    /// Indexes a payload field in every segment. Idempotent for the same type.
-    pub(crate) fn create_field_index(&self, field: &str, ty: FieldType) -> Result<()> {
+    /// Indexes a payload field in every segment. Idempotent for the same type (and, for text,
+    /// the same BM25 constants, `None` meaning the defaults).
+    pub(crate) fn create_field_index(
+        &self,
+        field: &str,
+        ty: FieldType,
+        bm25: Option<Bm25Params>,
+    ) -> Result<()> {
+        if let Some(p) = bm25 {
+            if ty != FieldType::Text {
+                return Err(StorageError::InvalidConfig {
+                    reason: "BM25 constants apply to text indexes only".into(),
+                });
+            }
+            if !(p.k1.is_finite() && (0.0..=10.0).contains(&p.k1))
+                || !(p.b.is_finite() && (0.0..=1.0).contains(&p.b))
+            {
+                return Err(StorageError::InvalidConfig {
+                    reason: format!(
+                        "BM25 k1 must be in 0..=10 and b in 0..=1, got k1 {} b {}",
+                        p.k1, p.b
+                    ),
+                });
+            }
+        }
+        let params = (ty == FieldType::Text).then(|| bm25.unwrap_or_default());
         if field.is_empty() || field.split('.').any(str::is_empty) {
             return Err(StorageError::InvalidConfig {
                 reason: format!("field {field:?} is empty or has an empty part"),
@@ -382,22 +421,33 @@ impl Collection {
         {
             let mut c = self.config.write();
             match c.field_indexes.iter().find(|(f, _)| f == field) {
-                Some((_, t)) if *t == ty => return Ok(()),
+                Some((_, t)) if *t == ty && c.bm25.get(field).copied() == params => return Ok(()),
+                Some((_, t)) if *t == ty => {
+                    return Err(StorageError::InvalidConfig {
+                        reason: format!(
+                            "field '{field}' is already text-indexed with other BM25 constants"
+                        ),
+                    });
+                }
                 Some((_, t)) => {
                     return Err(StorageError::InvalidConfig {
                         reason: format!("field '{field}' is already indexed as {t:?}"),
                     });
                 }
-                None => c.field_indexes.push((field.to_string(), ty)),
+                None => {
+                    c.field_indexes.push((field.to_string(), ty));
+                    if let Some(p) = params {
+                        c.bm25.insert(field.to_string(), p);
+                    }
+                }
             }
         }
         let mut batch = WriteBatch::default();
         self.manifest_batch(&s, &mut batch, &[])?;
         if let Err(e) = self.db.write(batch, true) {
-            self.config
-                .write()
-                .field_indexes
-                .retain(|(f, _)| f != field);
+            let mut c = self.config.write();
+            c.field_indexes.retain(|(f, _)| f != field);
+            c.bm25.remove(field);
             return Err(e);
         }
         let s = &mut *s;
@@ -428,6 +478,9 @@ impl Collection {
         )?;
         for slot in s.slots.values_mut() {
             fill(&slot.data.ids, &slot.deleted, &mut slot.payload_index)?;
+            if slot.sealed {
+                text::seal_texts(slot)?;
+            }
         }
         Ok(())
     }
@@ -469,6 +522,13 @@ impl Collection {
                     }
                 })?;
                 let mut payload_index = PayloadIndex::new(&fields);
+                for (f, t) in &fields {
+                    if *t == FieldType::Text
+                        && let Some(ft) = crate::text::open(&path, *seg, dim, data.len(), f)?
+                    {
+                        payload_index.set_text(f, TextIndex::Frozen(Arc::new(ft)));
+                    }
+                }
                 let live: Vec<u32> = (0..data.len() as u32)
                     .filter(|o| !deleted.contains(*o))
                     .collect();
@@ -486,7 +546,7 @@ impl Collection {
                         s.mark_deleted(old);
                     }
                 }
-                if !fields.is_empty() {
+                if payload_index.needs_payloads() {
                     for chunk in live.chunks(4096) {
                         let payloads =
                             c.db.payloads(id, chunk.iter().map(|o| &data.ids[*o as usize]))?;
@@ -497,15 +557,16 @@ impl Collection {
                         }
                     }
                 }
-                s.slots.insert(
-                    *seg,
-                    Slot {
-                        data: Arc::new(data),
-                        deleted,
-                        payload_index,
-                        sealed: true,
-                    },
-                );
+                let mut slot = Slot {
+                    data: Arc::new(data),
+                    deleted,
+                    payload_index,
+                    sealed: true,
+                };
+                // A text index created after the segment was sealed, and lost to a crash
+                // before its file was written: rebuilt above, written now.
+                text::seal_texts(&mut slot)?;
+                s.slots.insert(*seg, slot);
             }
             let mid = SegmentId(s.next_segment_id);
             s.next_segment_id += 1;

@@ -15,12 +15,15 @@
 //! | `mod.rs`      | the state, applying writes, validation, statistics               |
 //! | `read.rs`     | search, get, scroll, count, filters per segment                  |
 //! | `maintain.rs` | freeze, flush, compaction, the manifest, recovery at start       |
+//! | `text.rs`     | BM25 search over a text-indexed field, sealing text index files   |
 
 mod maintain;
 mod read;
+mod text;
 
 pub(crate) use maintain::{Manifest, read_manifests};
 pub use read::{Record, SearchRequest};
+pub use text::{TextRecord, TextSearchRequest};
 
 use crate::db::Db;
 use crate::error::{Result, StorageError};
@@ -361,8 +364,11 @@ impl Collection {
             index_memory_bytes: s
                 .slots
                 .values()
-                .map(|sl| sl.data.index.memory_bytes() as u64)
-                .sum(),
+                .map(|sl| {
+                    (sl.data.index.memory_bytes() + sl.payload_index.text_memory_bytes()) as u64
+                })
+                .sum::<u64>()
+                + s.mutable.payload_index.text_memory_bytes() as u64,
         }
     }
 }

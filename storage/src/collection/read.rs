@@ -48,17 +48,17 @@ pub struct Record {
 }
 
 /// A read-only view of one segment, mutable or not.
-struct SegView<'a> {
-    id: SegmentId,
+pub(super) struct SegView<'a> {
+    pub(super) id: SegmentId,
     vectors: Vectors<'a>,
-    ids: &'a [PointId],
-    deleted: &'a RoaringBitmap,
-    payload_index: &'a PayloadIndex,
+    pub(super) ids: &'a [PointId],
+    pub(super) deleted: &'a RoaringBitmap,
+    pub(super) payload_index: &'a PayloadIndex,
     index: Option<&'a IndexKind>,
 }
 
 impl State {
-    fn views(&self) -> Vec<SegView<'_>> {
+    pub(super) fn views(&self) -> Vec<SegView<'_>> {
         let mut v: Vec<SegView<'_>> = self
             .slots
             .values()
@@ -88,7 +88,7 @@ impl State {
 }
 
 impl Collection {
-    fn check_k(&self, k: usize) -> Result<()> {
+    pub(super) fn check_k(&self, k: usize) -> Result<()> {
         if k == 0 || k > self.limits.max_k {
             return Err(StorageError::InvalidK {
                 k,
@@ -99,7 +99,7 @@ impl Collection {
     }
 
     /// The offsets of `view` that match `filter` (deletions not removed).
-    fn filter_bitmap(
+    pub(super) fn filter_bitmap(
         &self,
         s: &State,
         view: &SegView<'_>,
@@ -229,7 +229,11 @@ impl Collection {
             .collect())
     }
 
-    fn attach_payloads(&self, mut records: Vec<Record>, with_payload: bool) -> Result<Vec<Record>> {
+    pub(super) fn attach_payloads(
+        &self,
+        mut records: Vec<Record>,
+        with_payload: bool,
+    ) -> Result<Vec<Record>> {
         if with_payload && !records.is_empty() {
             let payloads = self.db.payloads(self.id, records.iter().map(|r| &r.id))?;
             for (r, p) in records.iter_mut().zip(payloads) {

@@ -53,8 +53,8 @@ compile_error!("segment files are read with mmap as little-endian f32");
 const MAGIC: &[u8; 8] = b"QUIVSEG\0";
 const TRAILER_MAGIC: &[u8; 4] = b"QEND";
 const FORMAT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 64;
-const TRAILER_LEN: usize = 8;
+pub(crate) const HEADER_LEN: usize = 64;
+pub(crate) const TRAILER_LEN: usize = 8;
 const KIND_VECTORS: u32 = 1;
 const KIND_IDS: u32 = 2;
 /// File of the vectors.
@@ -194,7 +194,7 @@ impl MutableSegment {
     }
 }
 
-fn header(kind: u32, segment: SegmentId, count: usize, dim: usize) -> Vec<u8> {
+pub(crate) fn header(kind: u32, segment: SegmentId, count: usize, dim: usize) -> Vec<u8> {
     let mut h = Vec::with_capacity(HEADER_LEN);
     h.extend_from_slice(MAGIC);
     h.extend_from_slice(&kind.to_le_bytes());
@@ -207,7 +207,7 @@ fn header(kind: u32, segment: SegmentId, count: usize, dim: usize) -> Vec<u8> {
 }
 
 /// Writes one file: header, body chunks, checksum trailer; fsynced.
-fn write_file(path: &Path, header: &[u8], body: &[&[u8]]) -> Result<u64> {
+pub(crate) fn write_file(path: &Path, header: &[u8], body: &[&[u8]]) -> Result<u64> {
     let mut f = File::create(path).map_err(io_err(path))?;
     let mut crc = crc32fast::Hasher::new();
     let mut len = 0u64;
@@ -223,7 +223,7 @@ fn write_file(path: &Path, header: &[u8], body: &[&[u8]]) -> Result<u64> {
     Ok(len + TRAILER_LEN as u64)
 }
 
-fn fsync_dir(path: &Path) -> Result<()> {
+pub(crate) fn fsync_dir(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|d| d.sync_all())
         .map_err(io_err(path))
@@ -282,7 +282,7 @@ pub fn write_segment(
     Ok((final_dir, bytes))
 }
 
-pub(super) fn corrupted(path: &Path, reason: impl Into<String>) -> StorageError {
+pub(crate) fn corrupted(path: &Path, reason: impl Into<String>) -> StorageError {
     StorageError::Corrupted {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -291,7 +291,7 @@ pub(super) fn corrupted(path: &Path, reason: impl Into<String>) -> StorageError 
 
 /// Checks a file's bytes: magic, kind, version, segment id, dimension and checksum.
 /// Returns the header's count.
-pub(super) fn check_file(
+pub(crate) fn check_file(
     raw: &[u8],
     path: &Path,
     kind: u32,
@@ -389,7 +389,7 @@ pub fn decode_segment_bytes(
     decode_ids(ids, Path::new(IDS_FILE), id, dim, count)
 }
 
-pub(super) fn map_file(path: &Path) -> Result<Mmap> {
+pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
     let f = File::open(path).map_err(io_err(path))?;
     // SAFETY: segment files are written once, renamed into place and never modified while
     // mapped; the checksum is verified before any byte is trusted.
