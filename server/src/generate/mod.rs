@@ -6,17 +6,27 @@
 //! Prompt lookup: the last 1 to 3 tokens are looked up earlier in the prompt and the answer; the
 //! tokens that followed there are a draft, checked in one forward pass together with the newest
 //! token. The longest prefix of the draft that greedy decoding would have produced is kept, plus
-//! the model's own next token; the rest leaves the KV cache. The output is the greedy output.
+//! the model's own next token; the rest leaves the KV cache. The output is the greedy output,
+//! bitwise: every kernel computes a token's values in the same order whether the pass holds one
+//! token or several (`kernel.rs`, tested in `llama.rs`).
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | the generator: sampling, stop sequences, prompt-lookup drafts and verification |
+//! | `llama.rs` | the decoder: f32 weights, KV cache, forward pass over a token slice |
+//! | `kernel.rs` | skinny matrix product, attention scores and sums (AVX-512 + scalar twins) |
+//! | `tokenizer.rs` | the GGUF tokenizer and the chat template |
 //!
 //! One generation runs at a time (the model holds one KV cache); `service.rs`'s callers queue
 //! for it with a bound.
 
+pub mod kernel;
 pub mod llama;
 pub mod tokenizer;
 
 use crate::embed::ModelError;
-use candle_core::Device;
 use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use llama::{Llama, argmax_rows};
 use std::path::Path;
@@ -109,8 +119,11 @@ pub struct Generator {
 const NGRAM: usize = 3;
 /// Shortest n-gram that may start a draft (single tokens match too often by chance).
 const MIN_NGRAM: usize = 2;
-/// Most draft tokens per pass: a pass over k tokens costs more than one over a single token
-/// (measured on 2 cores: about 4x for 11), so long drafts that fail cost more than they save.
+/// Most draft tokens per pass. A pass streams the weights once (`kernel.rs`), but each token
+/// still adds its arithmetic and its attention over the whole context (on a 900-token Ask prompt
+/// a draft token measured 0.1 to 0.35 of a one-token pass), and replaying the logged answers
+/// showed longer drafts or single-token matches add more failed draft tokens than accepted ones
+/// (benches/RESULTS.md).
 const DRAFT: usize = 4;
 
 /// Tokens that followed the most recent earlier occurrence of the last n tokens (n from
@@ -191,8 +204,7 @@ impl Generator {
         let mut file = std::fs::File::open(&path).map_err(|e| damaged(e.to_string()))?;
         let content = gguf_file::Content::read(&mut file).map_err(|e| damaged(e.to_string()))?;
         let tokenizer = ChatTokenizer::from_gguf(&content).map_err(damaged)?;
-        let model =
-            Llama::load(&content, &mut file, &Device::Cpu).map_err(|e| damaged(e.to_string()))?;
+        let model = Llama::load(&content, &mut file).map_err(|e| damaged(e.to_string()))?;
         Ok(Generator {
             context: model.context(),
             model: Mutex::new(model),
@@ -248,9 +260,13 @@ impl Generator {
         };
         let mut sampler = LogitsProcessor::from_sampling(p.seed, sampling);
         model.clear();
-        let logits = model.forward(prompt).map_err(inference)?;
-        let last = logits.get(prompt.len() - 1).map_err(inference)?;
-        let mut pending = vec![sampler.sample(&last).map_err(inference)?];
+        let vocab = model.vocab();
+        let sample = |sampler: &mut LogitsProcessor, row: Vec<f32>| {
+            let row = Tensor::from_vec(row, vocab, &Device::Cpu)?;
+            sampler.sample(&row)
+        };
+        let logits = model.forward(prompt, 1).map_err(inference)?;
+        let mut pending = vec![sample(&mut sampler, logits).map_err(inference)?];
         let first_token_secs = t0.elapsed().as_secs_f64();
         let mut a = Answer {
             g: self,
@@ -280,15 +296,14 @@ impl Generator {
             input.push(newest);
             input.extend_from_slice(&guess);
             let before = model.len();
-            let logits = model.forward(&input).map_err(inference)?;
+            let logits = model.forward(&input, input.len()).map_err(inference)?;
             passes += 1;
             if guess.is_empty() {
-                let row = logits.get(0).map_err(inference)?;
-                pending.push(sampler.sample(&row).map_err(inference)?);
+                pending.push(sample(&mut sampler, logits).map_err(inference)?);
             } else {
-                let best = argmax_rows(&logits).map_err(inference)?;
+                let best = argmax_rows(&logits, vocab);
                 let ok = guess.iter().zip(&best).take_while(|(g, b)| g == b).count();
-                model.truncate(before + 1 + ok).map_err(inference)?;
+                model.truncate(before + 1 + ok);
                 accepted += ok;
                 pending.extend_from_slice(&guess[..ok]);
                 pending.push(best[ok]);
