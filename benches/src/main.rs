@@ -191,6 +191,10 @@ enum Cmd {
         /// `int8`: also sweep the same graph walked on 8-bit codes, re-ranked on the floats.
         #[arg(long)]
         quantize: Option<hnsw::Quantize>,
+        /// Runs of each ef (floats and codes alternating); the best QPS is reported, since a
+        /// shared machine only ever slows a run down.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
     /// IVF-PQ in-process: train and add on every core, then search on one thread for each
     /// (nprobe, rerank).
@@ -454,6 +458,7 @@ async fn main() -> anyhow::Result<()> {
             ef,
             filter_sweep,
             quantize,
+            repeat,
         } => hnsw::run(
             &base,
             &queries,
@@ -463,6 +468,7 @@ async fn main() -> anyhow::Result<()> {
             &ef,
             filter_sweep,
             quantize,
+            repeat,
         ),
         Cmd::Ivfpq {
             base,
