@@ -1,7 +1,8 @@
 //! `quiver eval` against a real server with the real embedding and language models: retrieval
 //! metrics that must hold on a small corpus (a question quoting a document verbatim ranks it
-//! first; an answer document the collection lacks is never found), the Ask metrics present and
-//! in range, `--retrieval-only`, and a malformed question file refused.
+//! first; an answer document the collection lacks is never found) under dense, BM25 and hybrid
+//! retrieval, the Ask metrics present and in range, `--retrieval-only`, and a malformed question
+//! file refused.
 
 use quiver_client::pb;
 use quiver_tests::{
@@ -43,11 +44,11 @@ fn quiver(addr: &str, args: &[&str]) -> Output {
         .expect("running quiver")
 }
 
-fn eval_json(addr: &str, questions: &Path, extra: &[&str]) -> Value {
+fn eval_json(addr: &str, collection: &str, questions: &Path, extra: &[&str]) -> Value {
     let mut args = vec![
         "--json",
         "eval",
-        "docs",
+        collection,
         questions.to_str().expect("UTF-8 path"),
     ];
     args.extend_from_slice(extra);
@@ -71,6 +72,23 @@ fn f(v: &Value) -> f64 {
 
 fn close(got: &Value, want: f64) {
     assert!((f(got) - want).abs() < 1e-9, "got {got}, want {want}");
+}
+
+/// The values the three questions must get whatever the retriever.
+fn check_per_question(per: &[Value]) {
+    for (q, (recall, rr, ndcg)) in per.iter().zip([
+        (1.0, 1.0, 1.0),
+        (0.5, 1.0, 1.0 / (1.0 + 1.0 / 3f64.log2())),
+        (0.0, 0.0, 0.0),
+    ]) {
+        close(&q["recall"], recall);
+        close(&q["reciprocal_rank"], rr);
+        close(&q["ndcg"], ndcg);
+        let ranked = q["ranked_doc_ids"].as_array().expect("ranked ids");
+        assert!(!ranked.is_empty() && ranked.len() <= 3, "{ranked:?}");
+    }
+    assert_eq!(per[0]["ranked_doc_ids"][0], "volcano");
+    assert_eq!(per[1]["ranked_doc_ids"][0], "chess");
 }
 
 #[tokio::test]
@@ -108,6 +126,7 @@ async fn eval_reports_retrieval_and_answer_metrics() {
 
     let r = eval_json(
         &server.addr,
+        "docs",
         &questions,
         &["--k", "3", "--max-tokens", "12", "--mode", "dense"],
     );
@@ -115,19 +134,7 @@ async fn eval_reports_retrieval_and_answer_metrics() {
     assert_eq!(r["mode"], "dense");
     let per = r["per_question"].as_array().expect("per_question");
     assert_eq!(per.len(), 3);
-    for (q, (recall, rr, ndcg)) in per.iter().zip([
-        (1.0, 1.0, 1.0),
-        (0.5, 1.0, 1.0 / (1.0 + 1.0 / 3f64.log2())),
-        (0.0, 0.0, 0.0),
-    ]) {
-        close(&q["recall"], recall);
-        close(&q["reciprocal_rank"], rr);
-        close(&q["ndcg"], ndcg);
-        let ranked = q["ranked_doc_ids"].as_array().expect("ranked ids");
-        assert!(!ranked.is_empty() && ranked.len() <= 3, "{ranked:?}");
-    }
-    assert_eq!(per[0]["ranked_doc_ids"][0], "volcano");
-    assert_eq!(per[1]["ranked_doc_ids"][0], "chess");
+    check_per_question(per);
     // Means over the three questions, and per kind.
     let ret = &r["retrieval"];
     close(&ret["recall"], 1.5 / 3.0);
@@ -165,12 +172,51 @@ async fn eval_reports_retrieval_and_answer_metrics() {
     // --retrieval-only: the same retrieval figures, no Ask.
     let only = eval_json(
         &server.addr,
+        "docs",
         &questions,
         &["--k", "3", "--retrieval-only", "--mode", "dense"],
     );
     assert!(only["ask"].is_null());
     assert_eq!(only["retrieval"]["recall"], r["retrieval"]["recall"]);
     assert_eq!(only["retrieval"]["mrr"], r["retrieval"]["mrr"]);
+
+    // BM25 and hybrid retrieval on a collection with a text index: the same values must hold.
+    let out = quiver(
+        &server.addr,
+        &[
+            "collection",
+            "create",
+            "docs_text",
+            "--model",
+            "all-minilm-l6-v2",
+            "--text-index",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ingest(
+        &mut c,
+        pb::IngestRequest {
+            collection: "docs_text".into(),
+            documents: documents(CORPUS),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for mode in ["bm25", "hybrid", "dense"] {
+        let r = eval_json(
+            &server.addr,
+            "docs_text",
+            &questions,
+            &["--k", "3", "--retrieval-only", "--mode", mode],
+        );
+        assert_eq!(r["mode"], mode);
+        check_per_question(r["per_question"].as_array().expect("per_question"));
+    }
 
     // A question without answer documents is refused, naming the line.
     std::fs::write(&questions, "{\"question\": \"q\", \"doc_ids\": []}\n").unwrap();
