@@ -462,7 +462,7 @@ mod x86 {
         let (pa, ps, pc) = (a.as_ptr(), s.as_ptr(), c.as_ptr());
         let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         let mut i = 0;
-        // SAFETY (all loads): i + 32 <= n and i + 16 <= n keep every read inside the slices.
+        // SAFETY: i + 32 <= n and i + 16 <= n keep every load inside the slices.
         unsafe {
             while i + 32 <= n {
                 let c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
@@ -508,7 +508,7 @@ mod x86 {
         let (pb, pc) = (b.as_ptr(), c.as_ptr());
         let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         let mut i = 0;
-        // SAFETY (all loads): i + 32 <= n and i + 16 <= n keep every read inside the slices.
+        // SAFETY: i + 32 <= n and i + 16 <= n keep every load inside the slices.
         unsafe {
             while i + 32 <= n {
                 let c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
@@ -552,7 +552,7 @@ mod x86 {
         let (pa, ps, pc) = (a.as_ptr(), s.as_ptr(), c.as_ptr());
         let mut acc = _mm256_setzero_ps();
         let mut i = 0;
-        // SAFETY (all loads): i + 8 <= n keeps every read inside the slices.
+        // SAFETY: i + 8 <= n keeps every load inside the slices.
         unsafe {
             while i + 8 <= n {
                 let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
@@ -580,7 +580,7 @@ mod x86 {
         let (pb, pc) = (b.as_ptr(), c.as_ptr());
         let mut acc = _mm256_setzero_ps();
         let mut i = 0;
-        // SAFETY (all loads): i + 8 <= n keeps every read inside the slices.
+        // SAFETY: i + 8 <= n keeps every load inside the slices.
         unsafe {
             while i + 8 <= n {
                 let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(

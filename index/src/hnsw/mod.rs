@@ -81,7 +81,7 @@ pub struct HnswIndex {
     pub ef: usize,
     /// 8-bit codes of the vectors: when set, the beam is scored on them and the final
     /// candidates re-ranked on the f32 vectors.
-    pub quantized: Option<Sq8>,
+    pub quantized: Option<Box<Sq8>>,
 }
 
 impl HnswIndex {
@@ -122,7 +122,7 @@ impl HnswIndex {
 
     /// Bytes held by the graph and the codes, if any.
     pub fn memory_bytes(&self) -> usize {
-        self.graph.memory_bytes() + self.quantized.as_ref().map_or(0, Sq8::memory_bytes)
+        self.graph.memory_bytes() + self.quantized.as_ref().map_or(0, |q| q.memory_bytes())
     }
 }
 
@@ -254,7 +254,7 @@ mod tests {
             let index = HnswIndex {
                 graph: g,
                 ef: DEFAULT_EF,
-                quantized: Some(Sq8::train(v, metric)),
+                quantized: Some(Box::new(Sq8::train(v, metric))),
             };
             let deleted: RoaringBitmap = (0..n as u32).filter(|i| i % 10 < 3).collect();
             for (filter, floor) in [

@@ -167,7 +167,7 @@ pub(super) fn open_index(
             let quantized = if *quantize_int8 {
                 let (sq, bytes) = open_codes(dir, id, dim, count, metric)?;
                 extra += bytes;
-                Some(sq)
+                Some(Box::new(sq))
             } else {
                 None
             };
