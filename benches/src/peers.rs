@@ -150,6 +150,7 @@ pub fn comparison(points: &[Point], quiver: &[&str], peers: &[(String, String)])
             let ratio = match (q, p) {
                 (Some(q), Some(p)) => format!("**{:.2}×**", q.qps / p.qps),
                 (Some(_), None) => "peer does not reach it".into(),
+                (None, Some(_)) => "Quiver does not reach it".into(),
                 _ => "–".into(),
             };
             rows.push(vec![
