@@ -1,7 +1,7 @@
 //! Generation and Ask against a real server with the real SmolLM2-135M-Instruct weights
 //! (dequantized to f32): the greedy reference answer, determinism, stop sequences and
 //! max_tokens, Ask citing the right document of a small corpus, "I don't know" without context,
-//! bad inputs.
+//! bad inputs, and prompt-lookup decoding giving exactly the greedy answer (Generate and Ask).
 
 use quiver_client::{Client, pb};
 use quiver_tests::{ServerProcess, create_text_collection, documents, ingest, temp_dir};
@@ -226,6 +226,26 @@ async fn ask_answers_from_the_right_document_with_citations() {
         .unwrap();
     assert!(!last.cached, "a write invalidates the cached answers");
     assert_eq!(answer, first, "greedy: the same answer, computed again");
+    // A grounded answer through Ask: prompt lookup changes the passes, not the answer.
+    for q in [
+        "How tall is Mount Etna?",
+        "What is the default port of the Quiver server?",
+    ] {
+        let req = |no_prompt_lookup| pb::AskRequest {
+            no_cache: true,
+            no_prompt_lookup,
+            ..question(q)
+        };
+        let (plain, p) = ask(&mut c, req(true)).await.unwrap();
+        let (fast, f) = ask(&mut c, req(false)).await.unwrap();
+        assert_eq!(fast, plain, "{q}");
+        let (p, f) = (p.timings.unwrap(), f.timings.unwrap());
+        assert_eq!(f.completion_tokens, p.completion_tokens, "{q}");
+        assert_eq!(
+            p.draft_tokens_accepted, 0,
+            "{q}: plain greedy drafts nothing"
+        );
+    }
     // Nothing relevant: no guess.
     let (answer, last) = ask(&mut c, question("Who won the football world cup in 1998?"))
         .await
@@ -332,6 +352,10 @@ const GROUNDED: &[(&str, &str)] = &[
     (
         "Quiver stores vectors in a RocksDB write-ahead log and immutable segment files. An acknowledged write survives a crash because the log is synced before the server answers.",
         "Why does an acknowledged write survive a crash in Quiver?",
+    ),
+    (
+        "The Danube is the second-longest river in Europe. It flows through ten countries, from the Black Forest in Germany to the Black Sea, passing Vienna, Bratislava, Budapest and Belgrade.",
+        "Which capitals does the Danube pass? Answer with the passage's words.",
     ),
 ];
 
