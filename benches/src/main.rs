@@ -16,10 +16,12 @@
 //! |            | table into a marked section of RESULTS.md, a plot, a JSON report          |
 //! | `embed`    | embedding throughput of a server; with `--out`, a real-text vector set      |
 //! | `ask`      | RAG latency of a server: first answer text, total, generation tokens/s      |
+//! | `bm25`     | BM25 query latency over gRPC on a text file's lines loaded as points       |
 //!
 //! Every loop is bounded by a count or a time; Ctrl-C ends `search` and `ingest` early with a
 //! partial report. Nothing but loopback is contacted.
 
+mod bm25;
 mod dataset;
 mod embed;
 mod hnsw;
@@ -91,6 +93,30 @@ enum Cmd {
         /// Lines held out as queries (with --out).
         #[arg(long, default_value_t = 1000)]
         queries: usize,
+    },
+    /// BM25 query latency over gRPC: a text file's lines loaded as points with a text index,
+    /// then one search at a time with the first words of other lines as queries.
+    Bm25 {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        #[arg(long, default_value = "bm25bench")]
+        collection: String,
+        /// One text per line.
+        #[arg(long)]
+        texts: std::path::PathBuf,
+        /// Lines loaded as points.
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Words per query.
+        #[arg(long, default_value_t = 4)]
+        words: usize,
+        #[arg(long, default_value_t = 10)]
+        k: u32,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
     /// Ask a running server each question of a file (one per line), one at a time.
     Ask {
@@ -333,6 +359,28 @@ fn flat(n: usize, dim: usize, queries: usize, metric: &str) -> anyhow::Result<()
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::Bm25 {
+            addr,
+            collection,
+            texts,
+            n,
+            queries,
+            words,
+            k,
+            json,
+        } => {
+            bm25::run(bm25::Bm25Args {
+                addr,
+                collection,
+                texts,
+                n,
+                queries,
+                words,
+                k,
+                json,
+            })
+            .await
+        }
         Cmd::Ask {
             addr,
             collection,

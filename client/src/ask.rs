@@ -35,9 +35,8 @@ pub struct AskArgs {
     /// Plain greedy decoding, without drafting tokens by prompt lookup (same answer).
     #[arg(long)]
     no_prompt_lookup: bool,
-    /// Retriever (default: hybrid when the collection has a text index, dense otherwise).
-    #[arg(long, value_enum)]
-    mode: Option<crate::docs::ModeArg>,
+    #[command(flatten)]
+    retrieval: crate::docs::RetrievalArgs,
 }
 
 /// Arguments of `quiver generate`.
@@ -85,7 +84,8 @@ pub async fn ask(mut client: Client, a: AskArgs, as_json: bool) -> anyhow::Resul
         min_score: a.min_score,
         no_cache: a.no_cache,
         no_prompt_lookup: a.no_prompt_lookup,
-        mode: crate::docs::ModeArg::to_pb(a.mode),
+        mode: crate::docs::ModeArg::to_pb(a.retrieval.mode),
+        hybrid: Some(a.retrieval.hybrid_pb()),
     };
     let mut stream = client.generation.ask(req).await?.into_inner();
     let mut answer = String::new();

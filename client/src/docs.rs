@@ -41,25 +41,63 @@ pub struct SearchTextArgs {
     /// Filter as JSON (see `quiver search --help`).
     #[arg(long)]
     filter: Option<String>,
+    #[command(flatten)]
+    retrieval: RetrievalArgs,
+}
+
+/// How text is retrieved: `search-text` and `eval` share these flags.
+#[derive(Args)]
+pub struct RetrievalArgs {
     /// Retriever: dense vectors, BM25 over the text index, or both fused (default: hybrid when
     /// the collection has a text index, dense otherwise).
     #[arg(long, value_enum)]
-    mode: Option<ModeArg>,
+    pub mode: Option<ModeArg>,
     /// Hybrid: reciprocal rank fusion, or a weighted sum of min-max normalised scores.
     #[arg(long, value_enum, default_value = "rrf")]
-    fusion: FusionArg,
+    pub fusion: FusionArg,
     /// Hybrid, rrf: the constant k in 1 / (k + rank) (0: 60).
     #[arg(long, default_value_t = 0)]
-    rrf_k: u32,
+    pub rrf_k: u32,
     /// Hybrid, weighted: the dense side's weight, 0 to 1 (0: 0.5).
     #[arg(long, default_value_t = 0.0)]
-    dense_weight: f32,
+    pub dense_weight: f32,
     /// Hybrid: candidates each retriever contributes (0: max(4 k, 50)).
     #[arg(long, default_value_t = 0)]
-    candidates: u32,
+    pub candidates: u32,
     /// The text-indexed field (default: the collection's only one, or "text").
     #[arg(long)]
-    field: Option<String>,
+    pub field: Option<String>,
+}
+
+impl RetrievalArgs {
+    /// The request's hybrid parameters.
+    pub fn hybrid_pb(&self) -> pb::HybridParams {
+        pb::HybridParams {
+            fusion: match self.fusion {
+                FusionArg::Rrf => pb::Fusion::Rrf,
+                FusionArg::Weighted => pb::Fusion::Weighted,
+            } as i32,
+            rrf_k: self.rrf_k,
+            dense_weight: self.dense_weight,
+            candidates: self.candidates,
+            text_field: self.field.clone().unwrap_or_default(),
+        }
+    }
+
+    /// A name for reports.
+    pub fn describe(&self) -> String {
+        let mode = match self.mode {
+            None => "server default",
+            Some(ModeArg::Dense) => "dense",
+            Some(ModeArg::Bm25) => "bm25",
+            Some(ModeArg::Hybrid) => "hybrid",
+        };
+        match (self.mode, self.fusion) {
+            (Some(ModeArg::Dense | ModeArg::Bm25), _) => mode.to_string(),
+            (_, FusionArg::Rrf) => format!("{mode} (rrf)"),
+            (_, FusionArg::Weighted) => format!("{mode} (weighted)"),
+        }
+    }
 }
 
 /// Retrieval modes of `search-text` and `ask`.
@@ -299,17 +337,8 @@ pub async fn search_text(
         query: a.query,
         k: a.k,
         filter: opt_filter(&a.filter)?,
-        mode: ModeArg::to_pb(a.mode),
-        hybrid: Some(pb::HybridParams {
-            fusion: match a.fusion {
-                FusionArg::Rrf => pb::Fusion::Rrf,
-                FusionArg::Weighted => pb::Fusion::Weighted,
-            } as i32,
-            rrf_k: a.rrf_k,
-            dense_weight: a.dense_weight,
-            candidates: a.candidates,
-            text_field: a.field.unwrap_or_default(),
-        }),
+        mode: ModeArg::to_pb(a.retrieval.mode),
+        hybrid: Some(a.retrieval.hybrid_pb()),
         ..Default::default()
     };
     let t = Instant::now();

@@ -23,7 +23,7 @@ mod metrics;
 
 use super::{payload_value, table};
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver_client::{Client, pb};
 use serde_json::{Value, json};
@@ -41,9 +41,8 @@ pub struct EvalArgs {
     /// Chunks retrieved per question for recall@k, MRR and nDCG@k.
     #[arg(short, long, default_value_t = 10)]
     k: u32,
-    /// Retriever (default: the server's choice, hybrid when the collection has a text index).
-    #[arg(long, value_enum)]
-    mode: Option<Mode>,
+    #[command(flatten)]
+    retrieval: crate::docs::RetrievalArgs,
     /// Only the retrieval metrics: do not Ask.
     #[arg(long)]
     retrieval_only: bool,
@@ -59,34 +58,6 @@ pub struct EvalArgs {
     /// Evaluate only the first N questions (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
-}
-
-/// Retrieval mode, as in SearchText and Ask.
-#[derive(Clone, Copy, ValueEnum)]
-enum Mode {
-    Dense,
-    Bm25,
-    Hybrid,
-}
-
-impl Mode {
-    fn wire(mode: Option<Mode>) -> i32 {
-        (match mode {
-            None => pb::SearchMode::Unspecified,
-            Some(Mode::Dense) => pb::SearchMode::Dense,
-            Some(Mode::Bm25) => pb::SearchMode::Bm25,
-            Some(Mode::Hybrid) => pb::SearchMode::Hybrid,
-        }) as i32
-    }
-
-    fn name(mode: Option<Mode>) -> &'static str {
-        match mode {
-            None => "server default",
-            Some(Mode::Dense) => "dense",
-            Some(Mode::Bm25) => "bm25",
-            Some(Mode::Hybrid) => "hybrid",
-        }
-    }
 }
 
 /// One line of the question file.
@@ -166,7 +137,8 @@ async fn retrieve(
         collection: a.collection.clone(),
         query: q.question.clone(),
         k: a.k,
-        mode: Mode::wire(a.mode),
+        mode: crate::docs::ModeArg::to_pb(a.retrieval.mode),
+        hybrid: Some(a.retrieval.hybrid_pb()),
         ..Default::default()
     };
     let t = Instant::now();
@@ -212,7 +184,8 @@ async fn answer(client: &mut Client, a: &EvalArgs, q: &Question) -> anyhow::Resu
         k: a.ask_k,
         max_tokens: a.max_tokens,
         no_cache: true,
-        mode: Mode::wire(a.mode),
+        mode: crate::docs::ModeArg::to_pb(a.retrieval.mode),
+        hybrid: Some(a.retrieval.hybrid_pb()),
         ..Default::default()
     };
     let t = Instant::now();
@@ -357,7 +330,7 @@ pub async fn eval(mut client: Client, a: EvalArgs, as_json: bool) -> anyhow::Res
         .collect();
     let ask = (!a.retrieval_only).then(|| answers_json(&answers, a.threshold));
     let report = json!({
-        "collection": a.collection, "k": a.k, "mode": Mode::name(a.mode),
+        "collection": a.collection, "k": a.k, "mode": a.retrieval.describe(),
         "questions": questions.len(), "seconds": t.elapsed().as_secs_f64(),
         "retrieval": retrieval, "by_kind": kinds, "ask": ask, "per_question": per_question,
     });

@@ -294,8 +294,8 @@ impl Generation for Service {
         let (coll_id, version) = (c.id.0, c.last_seq());
         let mode = Mode::resolve(r.mode, c.has_text_index())?;
         let settings = format!(
-            "{}|{}|{}|{:?}|{mode:?}",
-            r.k, r.min_score, p.max_tokens, r.filter
+            "{}|{}|{}|{:?}|{mode:?}|{:?}",
+            r.k, r.min_score, p.max_tokens, r.filter, r.hybrid
         );
         let cacheable = p.temperature == 0.0 && !r.no_cache;
         if cacheable {
@@ -334,7 +334,7 @@ impl Generation for Service {
             dense,
             filter,
             k: k as usize,
-            hybrid: HybridSettings::from_pb(None)?,
+            hybrid: HybridSettings::from_pb(r.hybrid.as_ref())?,
             with_vector: false,
         };
         let hits = blocking(move || q.run(&c)).await?;

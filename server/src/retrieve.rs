@@ -340,7 +340,7 @@ mod tests {
         v.iter()
             .map(|(id, _)| match id {
                 PointId::Num(n) => *n,
-                PointId::Str(_) => unreachable!(),
+                PointId::Text(_) => unreachable!(),
             })
             .collect()
     }

@@ -569,6 +569,7 @@ async fn bad_inputs_get_clear_status_codes_and_change_nothing() {
         collection: "v".into(),
         field: "a..b".into(),
         r#type: pb::FieldType::Keyword as i32,
+        ..Default::default()
     };
     assert_eq!(
         c.collections
