@@ -84,18 +84,21 @@ impl RetrievalArgs {
         }
     }
 
-    /// A name for reports.
-    pub fn describe(&self) -> String {
-        let mode = match self.mode {
+    /// The mode's name for reports.
+    pub fn describe(&self) -> &'static str {
+        match self.mode {
             None => "server default",
             Some(ModeArg::Dense) => "dense",
             Some(ModeArg::Bm25) => "bm25",
             Some(ModeArg::Hybrid) => "hybrid",
-        };
-        match (self.mode, self.fusion) {
-            (Some(ModeArg::Dense | ModeArg::Bm25), _) => mode.to_string(),
-            (_, FusionArg::Rrf) => format!("{mode} (rrf)"),
-            (_, FusionArg::Weighted) => format!("{mode} (weighted)"),
+        }
+    }
+
+    /// The hybrid fusion for reports ("rrf k 60", "weighted 0.5"; 0 shows the server default).
+    pub fn fusion(&self) -> String {
+        match self.fusion {
+            FusionArg::Rrf => format!("rrf k {}", self.rrf_k),
+            FusionArg::Weighted => format!("weighted {}", self.dense_weight),
         }
     }
 }

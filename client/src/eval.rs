@@ -330,7 +330,7 @@ pub async fn eval(mut client: Client, a: EvalArgs, as_json: bool) -> anyhow::Res
         .collect();
     let ask = (!a.retrieval_only).then(|| answers_json(&answers, a.threshold));
     let report = json!({
-        "collection": a.collection, "k": a.k, "mode": a.retrieval.describe(),
+        "collection": a.collection, "k": a.k, "mode": a.retrieval.describe(), "fusion": a.retrieval.fusion(),
         "questions": questions.len(), "seconds": t.elapsed().as_secs_f64(),
         "retrieval": retrieval, "by_kind": kinds, "ask": ask, "per_question": per_question,
     });
