@@ -67,6 +67,9 @@ enum Cmd {
         queries: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also write the base and query vectors as PREFIX.base.npy and PREFIX.query.npy.
+        #[arg(long)]
+        npy: bool,
     },
     /// Embed a text file's lines through a running server: texts/s and tokens/s; with --out,
     /// also write them as a vector set (base, held-out queries, exact top-100).
@@ -278,6 +281,15 @@ enum Cmd {
         /// Also write the report to this file.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
+        /// Upsert this vector file (.fvecs or .npy) instead of --n random vectors.
+        #[arg(long)]
+        base: Option<std::path::PathBuf>,
+        /// Index the collection with HNSW (default parameters) instead of flat.
+        #[arg(long)]
+        hnsw: bool,
+        /// Keep the collection at the end (for `search` afterwards).
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -427,6 +439,7 @@ async fn main() -> anyhow::Result<()> {
             dim,
             queries,
             seed,
+            npy,
         } => {
             let t = Instant::now();
             let base = dataset::clustered(n, dim, seed);
@@ -434,6 +447,10 @@ async fn main() -> anyhow::Result<()> {
             let with = |ext: &str| std::path::PathBuf::from(format!("{}.{ext}", out.display()));
             quiver_client::vecfile::write_fvecs(&with("base.fvecs"), &base, dim)?;
             quiver_client::vecfile::write_fvecs(&with("query.fvecs"), &qs, dim)?;
+            if npy {
+                quiver_client::vecfile::write_npy(&with("base.npy"), &base, dim)?;
+                quiver_client::vecfile::write_npy(&with("query.npy"), &qs, dim)?;
+            }
             let gt = dataset::ground_truth(&base, &qs, dim, 100, Metric::L2);
             dataset::write_ivecs(&with("gt.ivecs"), &gt)?;
             println!(
@@ -556,6 +573,9 @@ async fn main() -> anyhow::Result<()> {
             parallel,
             collection,
             json,
+            base,
+            hnsw,
+            keep,
         } => {
             let r = ingest::run(
                 &ingest::Ingest {
@@ -565,6 +585,9 @@ async fn main() -> anyhow::Result<()> {
                     batch,
                     parallel,
                     collection: &collection,
+                    base: base.as_deref(),
+                    hnsw,
+                    keep,
                 },
                 report::stop_on_ctrl_c(),
             )

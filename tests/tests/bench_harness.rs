@@ -43,6 +43,7 @@ async fn dataset_ingest_and_search_against_a_server() {
             "16",
             "--queries",
             "40",
+            "--npy",
         ],
     );
     assert_eq!(d["n"], 3000);
@@ -71,6 +72,38 @@ async fn dataset_ingest_and_search_against_a_server() {
     assert_eq!(written, r, "--json writes the printed report");
     assert!(r["vectors_per_s"].as_f64().unwrap() > 0.0);
     assert!(r["batch_ms_p50"].as_f64().unwrap() <= r["batch_ms_p99"].as_f64().unwrap());
+
+    assert!(r["indexed_s"].as_f64().unwrap() >= 0.0);
+    assert_eq!(r["indexed_fraction"], 1.0, "{r}");
+
+    // A vector file (.npy, written by dataset --npy) into a kept HNSW collection.
+    let npy = format!("{p}.base.npy");
+    let r = run_json(
+        "quiver-bench",
+        &[
+            "ingest",
+            "--addr",
+            a,
+            "--base",
+            &npy,
+            "--hnsw",
+            "--keep",
+            "--collection",
+            "bnpy",
+        ],
+    );
+    assert_eq!(
+        (r["n"].clone(), r["dim"].clone(), r["index"].clone()),
+        (3000.into(), 16.into(), "hnsw".into()),
+        "{r}"
+    );
+    assert_eq!(r["indexed_fraction"], 1.0, "{r}");
+    let info = run_json(
+        "quiver",
+        &["--addr", a, "--json", "collection", "describe", "bnpy"],
+    );
+    assert_eq!(info["points"], 3000, "kept: {info}");
+    assert_eq!(info["index_state"], "ready", "{info}");
 
     let base = format!("{p}.base.fvecs");
     for args in [

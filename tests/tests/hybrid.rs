@@ -80,6 +80,19 @@ async fn search(
         .map(|r| r.into_inner().hits)
 }
 
+/// The top 3 of `q` in collection "kb" by dense, BM25 and hybrid retrieval.
+async fn by_each_mode(c: &mut Client, q: &str) -> [Vec<pb::ScoredPoint>; 3] {
+    let mut out = Vec::new();
+    for mode in [
+        pb::SearchMode::Dense,
+        pb::SearchMode::Bm25,
+        pb::SearchMode::Hybrid,
+    ] {
+        out.push(search(c, "kb", q, mode, 3).await.unwrap());
+    }
+    out.try_into().expect("three modes")
+}
+
 fn doc_ids(hits: &[pb::ScoredPoint]) -> Vec<String> {
     hits.iter()
         .map(|h| {
@@ -120,15 +133,7 @@ async fn rare_terms_paraphrases_restart_and_deletes() {
     // A rare exact term: BM25 puts its entry first and hybrid keeps it in the top 3; the
     // embedding prefers the entries worded like the question and misses it.
     let q = "What does error code WZQV mean?";
-    let dense = search(&mut c, "kb", q, pb::SearchMode::Dense, 3)
-        .await
-        .unwrap();
-    let bm25 = search(&mut c, "kb", q, pb::SearchMode::Bm25, 3)
-        .await
-        .unwrap();
-    let hybrid = search(&mut c, "kb", q, pb::SearchMode::Hybrid, 3)
-        .await
-        .unwrap();
+    let [dense, bm25, hybrid] = by_each_mode(&mut c, q).await;
     eprintln!(
         "dense {:?}\nbm25 {:?}\nhybrid {:?}",
         scores(&dense),
@@ -164,15 +169,7 @@ async fn rare_terms_paraphrases_restart_and_deletes() {
 
     // A paraphrase sharing no word with its passage: dense and hybrid find it, BM25 cannot.
     let q = "a cat sleeping on a carpet";
-    let dense = search(&mut c, "kb", q, pb::SearchMode::Dense, 3)
-        .await
-        .unwrap();
-    let bm25 = search(&mut c, "kb", q, pb::SearchMode::Bm25, 3)
-        .await
-        .unwrap();
-    let hybrid = search(&mut c, "kb", q, pb::SearchMode::Hybrid, 3)
-        .await
-        .unwrap();
+    let [dense, bm25, hybrid] = by_each_mode(&mut c, q).await;
     assert_eq!(doc_ids(&dense)[0], "cat");
     assert!(!doc_ids(&bm25).contains(&"cat".to_string()));
     assert_eq!(doc_ids(&hybrid)[0], "cat");
