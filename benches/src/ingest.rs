@@ -135,7 +135,8 @@ pub async fn run(o: &Ingest<'_>, stop: Arc<AtomicBool>) -> anyhow::Result<Value>
            "indexed_fraction": info.indexed_fraction,
            "parallel": o.parallel, "durability": "sync", "interrupted": stop_flag_set(&stop),
            "seconds": secs, "vectors_per_s": written as f64 / secs,
-           "batch_ms_p50": percentile(&lat, 50.0) * 1e3, "batch_ms_p99": percentile(&lat, 99.0) * 1e3});
+           "batch_ms_p50": percentile(&lat, 50.0) * 1e3,
+           "batch_ms_p95": percentile(&lat, 95.0) * 1e3, "batch_ms_p99": percentile(&lat, 99.0) * 1e3});
     eprintln!(
         "{}",
         table(
@@ -144,6 +145,7 @@ pub async fn run(o: &Ingest<'_>, stop: Arc<AtomicBool>) -> anyhow::Result<Value>
                 "seconds",
                 "vectors/s",
                 "batch p50 ms",
+                "batch p95 ms",
                 "batch p99 ms",
                 "then indexed in s"
             ],
@@ -152,6 +154,7 @@ pub async fn run(o: &Ingest<'_>, stop: Arc<AtomicBool>) -> anyhow::Result<Value>
                 format!("{secs:.2}"),
                 thousands(written as f64 / secs),
                 format!("{:.2}", report["batch_ms_p50"].as_f64().unwrap_or(f64::NAN)),
+                format!("{:.2}", report["batch_ms_p95"].as_f64().unwrap_or(f64::NAN)),
                 format!("{:.2}", report["batch_ms_p99"].as_f64().unwrap_or(f64::NAN)),
                 format!("{indexed_s:.2}"),
             ]]
