@@ -7,7 +7,7 @@
 use quiver_client::Client;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -32,6 +32,41 @@ pub fn sibling_bin(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("target folder")
         .join(name)
+}
+
+/// Runs the `quiver` CLI against the server at `addr`.
+pub fn quiver(addr: &str, args: &[&str]) -> Output {
+    Command::new(sibling_bin("quiver"))
+        .arg("--addr")
+        .arg(addr)
+        .args(args)
+        .output()
+        .expect("running quiver")
+}
+
+/// Runs a binary built beside the tests, checks that it succeeded, and returns the JSON it
+/// printed: all of stdout, or else its last line (after any table).
+pub fn run_json(bin: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(sibling_bin(bin))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin}: {e}"));
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout)
+        .or_else(|_| serde_json::from_str(stdout.lines().last().unwrap_or_default()))
+        .unwrap_or_else(|e| panic!("{bin} {args:?} printed no JSON ({e}): {stdout}"))
+}
+
+/// `quiver --addr ADDR --json ARGS…`, which must succeed; its JSON.
+pub fn quiver_json(addr: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--addr", addr, "--json"];
+    all.extend_from_slice(args);
+    run_json("quiver", &all)
 }
 
 /// The server binary to test.

@@ -4,25 +4,8 @@
 //! sends on a fixed schedule (`--rate`, open loop), and `sweep` draws recall against QPS, in
 //! process and against the server, as PNG and SVG.
 
-use quiver_tests::{ServerProcess, sibling_bin, temp_dir};
+use quiver_tests::{ServerProcess, run_json, temp_dir};
 use serde_json::Value;
-use std::process::Command;
-
-fn run_json(bin: &str, args: &[&str]) -> Value {
-    let out = Command::new(sibling_bin(bin))
-        .args(args)
-        .output()
-        .expect("running the binary");
-    assert!(
-        out.status.success(),
-        "{bin} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default().to_string();
-    serde_json::from_str(&last)
-        .unwrap_or_else(|e| panic!("{bin} {args:?} printed no JSON ({e}): {stdout}"))
-}
 
 #[tokio::test]
 async fn dataset_ingest_and_search_against_a_server() {

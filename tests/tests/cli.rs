@@ -2,35 +2,7 @@
 //! get, count, delete, describe, drop, and a non-zero exit with the server's message on error.
 
 use quiver_client::vecfile::{write_fvecs, write_npy};
-use quiver_tests::{ServerProcess, sibling_bin, temp_dir, vectors};
-use serde_json::Value;
-use std::process::{Command, Output};
-
-fn quiver(addr: &str, args: &[&str]) -> Output {
-    Command::new(sibling_bin("quiver"))
-        .arg("--addr")
-        .arg(addr)
-        .args(args)
-        .output()
-        .expect("running quiver")
-}
-
-fn ok_json(addr: &str, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = quiver(addr, &all);
-    assert!(
-        out.status.success(),
-        "quiver {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "quiver {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
+use quiver_tests::{ServerProcess, quiver, quiver_json, temp_dir, vectors};
 
 #[tokio::test]
 async fn cli_tour() {
@@ -45,24 +17,24 @@ async fn cli_tour() {
     let jsonl = dir.join("v.jsonl");
     std::fs::write(&jsonl, "{\"id\": \"doc-a\", \"vector\": [1,0,0,0,0,0,0,0], \"payload\": {\"kind\": \"special\"}}\n{\"id\": 77777, \"vector\": [0,1,0,0,0,0,0,0]}\n").unwrap();
 
-    let info = ok_json(
+    let info = quiver_json(
         a,
         &["collection", "create", "t", "--dim", "8", "--metric", "l2"],
     );
     assert_eq!(info["dim"], 8);
-    let r = ok_json(
+    let r = quiver_json(
         a,
         &["import", "t", fvecs.to_str().unwrap(), "--batch", "128"],
     );
     assert_eq!(r["imported"], 1000);
-    let r = ok_json(
+    let r = quiver_json(
         a,
         &["import", "t", npy.to_str().unwrap(), "--start-id", "1000"],
     );
     assert_eq!(r["imported"], 500);
-    let r = ok_json(a, &["import", "t", jsonl.to_str().unwrap()]);
+    let r = quiver_json(a, &["import", "t", jsonl.to_str().unwrap()]);
     assert_eq!(r["imported"], 2);
-    assert_eq!(ok_json(a, &["count", "t"])["count"], 1502);
+    assert_eq!(quiver_json(a, &["count", "t"])["count"], 1502);
 
     // The human form prints a progress summary and a table.
     let out = quiver(a, &["import", "t", fvecs.to_str().unwrap(), "--quiet"]);
@@ -73,10 +45,10 @@ async fn cli_tour() {
 
     // Row 1200 of the data is point 1200 (from the .npy file): its own nearest neighbour.
     let q = serde_json::to_string(&data[1200 * 8..1201 * 8]).unwrap();
-    let hits = ok_json(a, &["search", "t", "--vector", &q, "-k", "3"]);
+    let hits = quiver_json(a, &["search", "t", "--vector", &q, "-k", "3"]);
     assert_eq!(hits["hits"][0]["id"], 1200);
     assert!(hits["hits"][0]["score"].as_f64().unwrap() < 1e-6);
-    let hits = ok_json(
+    let hits = quiver_json(
         a,
         &[
             "search",
@@ -90,7 +62,7 @@ async fn cli_tour() {
         ],
     );
     assert_eq!(hits["hits"][0]["id"], 1200);
-    let hits = ok_json(
+    let hits = quiver_json(
         a,
         &[
             "search",
@@ -106,12 +78,15 @@ async fn cli_tour() {
     assert_eq!(hits["hits"][0]["id"], "doc-a");
     assert_eq!(hits["hits"][0]["payload"]["kind"], "special");
 
-    let got = ok_json(a, &["get", "t", "doc-a", "77777", "5", "--with-vector"]);
+    let got = quiver_json(a, &["get", "t", "doc-a", "77777", "5", "--with-vector"]);
     assert_eq!(got.as_array().unwrap().len(), 3);
     assert_eq!(got[2]["vector"].as_array().unwrap().len(), 8);
-    assert_eq!(ok_json(a, &["delete", "t", "doc-a", "77777"])["deleted"], 2);
-    assert_eq!(ok_json(a, &["count", "t"])["count"], 1500);
-    let d = ok_json(a, &["collection", "describe", "t"]);
+    assert_eq!(
+        quiver_json(a, &["delete", "t", "doc-a", "77777"])["deleted"],
+        2
+    );
+    assert_eq!(quiver_json(a, &["count", "t"])["count"], 1500);
+    let d = quiver_json(a, &["collection", "describe", "t"]);
     assert_eq!(d["points"], 1500);
     assert_eq!(d["metric"], "l2");
 
@@ -126,9 +101,9 @@ async fn cli_tour() {
         "{out:?}"
     );
 
-    assert_eq!(ok_json(a, &["collection", "drop", "t"])["dropped"], "t");
+    assert_eq!(quiver_json(a, &["collection", "drop", "t"])["dropped"], "t");
     assert_eq!(
-        ok_json(a, &["collection", "list"])
+        quiver_json(a, &["collection", "list"])
             .as_array()
             .unwrap()
             .len(),
@@ -159,7 +134,7 @@ async fn cli_documents_tour() {
     std::fs::write(notes.join("ignored.bin"), [0u8, 159, 146, 150]).unwrap();
     let server = ServerProcess::start(&dir.join("data"), &[]);
     let a = server.addr.as_str();
-    let info = ok_json(
+    let info = quiver_json(
         a,
         &[
             "collection",
@@ -170,13 +145,13 @@ async fn cli_documents_tour() {
         ],
     );
     assert_eq!(info["dim"], 384);
-    let done = ok_json(a, &["ingest", "notes", notes.to_str().unwrap()]);
+    let done = quiver_json(a, &["ingest", "notes", notes.to_str().unwrap()]);
     assert_eq!(
         (done["documents"].as_u64(), done["chunks"].as_u64()),
         (Some(2), Some(2)),
         "{done}"
     );
-    let hits = ok_json(
+    let hits = quiver_json(
         a,
         &[
             "search-text",
@@ -194,11 +169,11 @@ async fn cli_documents_tour() {
         hits["hits"][0]["payload"]["metadata"]["path"],
         "sub/backup.txt"
     );
-    let answer = ok_json(a, &["ask", "notes", "How do I rotate the API keys?"]);
+    let answer = quiver_json(a, &["ask", "notes", "How do I rotate the API keys?"]);
     assert_eq!(answer["citations"][0]["doc_id"], "keys.md", "{answer}");
     assert!(!answer["answer"].as_str().unwrap().is_empty());
     // Documents sent to a plain vector collection: a clear error and a non-zero exit.
-    ok_json(a, &["collection", "create", "plain", "--dim", "4"]);
+    quiver_json(a, &["collection", "create", "plain", "--dim", "4"]);
     let out = quiver(a, &["ingest", "plain", notes.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no embedding model"));

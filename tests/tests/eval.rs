@@ -6,11 +6,10 @@
 
 use quiver_client::pb;
 use quiver_tests::{
-    ServerProcess, create_text_collection, documents, ingest, sibling_bin, temp_dir,
+    ServerProcess, create_text_collection, documents, ingest, quiver, quiver_json, temp_dir,
 };
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
 
 const CORPUS: &[(&str, &str)] = &[
     (
@@ -35,35 +34,10 @@ const CORPUS: &[(&str, &str)] = &[
     ),
 ];
 
-fn quiver(addr: &str, args: &[&str]) -> Output {
-    Command::new(sibling_bin("quiver"))
-        .arg("--addr")
-        .arg(addr)
-        .args(args)
-        .output()
-        .expect("running quiver")
-}
-
 fn eval_json(addr: &str, collection: &str, questions: &Path, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "--json",
-        "eval",
-        collection,
-        questions.to_str().expect("UTF-8 path"),
-    ];
+    let mut args = vec!["eval", collection, questions.to_str().expect("UTF-8 path")];
     args.extend_from_slice(extra);
-    let out = quiver(addr, &args);
-    assert!(
-        out.status.success(),
-        "quiver {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "quiver eval printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    quiver_json(addr, &args)
 }
 
 fn f(v: &Value) -> f64 {

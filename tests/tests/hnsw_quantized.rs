@@ -6,28 +6,12 @@
 //! a damaged or missing `sq8.bin` refuses the collection with DATA_LOSS naming the file.
 
 use quiver_client::{Client, num_id, pb};
-use quiver_tests::{ServerProcess, distance, embedding_like, sibling_bin, temp_dir};
-use serde_json::Value;
+use quiver_tests::{ServerProcess, distance, embedding_like, quiver_json, temp_dir};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tonic::Code;
 
 const N: usize = 20_000;
 const DIM: usize = 64;
-
-fn cli_json(addr: &str, args: &[&str]) -> Value {
-    let out = Command::new(sibling_bin("quiver"))
-        .args(["--addr", addr, "--json"])
-        .args(args)
-        .output()
-        .expect("running quiver");
-    assert!(
-        out.status.success(),
-        "quiver {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("quiver printed JSON")
-}
 
 fn search(q: &[f32], exact: bool, ef: u32) -> pb::SearchRequest {
     pb::SearchRequest {
@@ -102,7 +86,7 @@ async fn quantized_hnsw_recall_describe_restart_compaction_and_damage() {
     let dir = temp_dir("hnsw_quantized");
     let args = ["--flush-threshold", "100000"];
     let mut server = ServerProcess::start(&dir, &args);
-    let created = cli_json(
+    let created = quiver_json(
         &server.addr,
         &[
             "collection",
@@ -135,7 +119,7 @@ async fn quantized_hnsw_recall_describe_restart_compaction_and_damage() {
             .collect();
         c.upsert("q", points).await.unwrap();
     }
-    let pending = cli_json(&server.addr, &["collection", "describe", "q"]);
+    let pending = quiver_json(&server.addr, &["collection", "describe", "q"]);
     assert_eq!(pending["index_state"], "pending", "{pending}");
     assert_eq!(pending["indexed_segments"], 0, "{pending}");
     let info = c
@@ -155,7 +139,7 @@ async fn quantized_hnsw_recall_describe_restart_compaction_and_damage() {
         "{} bytes of index",
         info.index_memory_bytes
     );
-    let ready = cli_json(&server.addr, &["collection", "describe", "q"]);
+    let ready = quiver_json(&server.addr, &["collection", "describe", "q"]);
     assert_eq!(ready["index_state"], "ready", "{ready}");
     assert_eq!(files_named(&dir, "sq8.bin").len(), 1);
 

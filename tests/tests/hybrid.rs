@@ -80,6 +80,13 @@ async fn search(
         .map(|r| r.into_inner().hits)
 }
 
+/// BM25's answer in collection "kb" to a query three entries match.
+async fn cooling(c: &mut Client) -> Vec<pb::ScoredPoint> {
+    search(c, "kb", "cooling fan stopped", pb::SearchMode::Bm25, 8)
+        .await
+        .unwrap()
+}
+
 /// The top 3 of `q` in collection "kb" by dense, BM25 and hybrid retrieval.
 async fn by_each_mode(c: &mut Client, q: &str) -> [Vec<pb::ScoredPoint>; 3] {
     let mut out = Vec::new();
@@ -175,24 +182,18 @@ async fn rare_terms_paraphrases_restart_and_deletes() {
     assert_eq!(doc_ids(&hybrid)[0], "cat");
 
     // Scores survive a flush (postings written to segment files) and a restart (files reopened).
-    let before = search(&mut c, "kb", "cooling fan stopped", pb::SearchMode::Bm25, 8)
-        .await
-        .unwrap();
+    let before = cooling(&mut c).await;
     assert_eq!(before.len(), 3, "entries holding cooling, fan or stopped");
     c.collections
         .flush(pb::FlushRequest { name: "kb".into() })
         .await
         .unwrap();
-    let flushed = search(&mut c, "kb", "cooling fan stopped", pb::SearchMode::Bm25, 8)
-        .await
-        .unwrap();
+    let flushed = cooling(&mut c).await;
     assert_eq!(scores(&flushed), scores(&before));
     server.stop();
     let server = ServerProcess::start(&dir, &[]);
     let mut c = server.client().await;
-    let reopened = search(&mut c, "kb", "cooling fan stopped", pb::SearchMode::Bm25, 8)
-        .await
-        .unwrap();
+    let reopened = cooling(&mut c).await;
     assert_eq!(scores(&reopened), scores(&before));
 
     // A deleted document leaves the postings (and the statistics: the others' scores change).
@@ -203,9 +204,7 @@ async fn rare_terms_paraphrases_restart_and_deletes() {
         })
         .await
         .unwrap();
-    let after = search(&mut c, "kb", "cooling fan stopped", pb::SearchMode::Bm25, 8)
-        .await
-        .unwrap();
+    let after = cooling(&mut c).await;
     assert_eq!(after.len(), 2);
     assert!(!doc_ids(&after).contains(&"e1".to_string()));
     let was = scores(&before)
@@ -227,9 +226,7 @@ async fn rare_terms_paraphrases_restart_and_deletes() {
         .compact(pb::CompactRequest { name: "kb".into() })
         .await
         .unwrap();
-    let compacted = search(&mut c, "kb", "cooling fan stopped", pb::SearchMode::Bm25, 8)
-        .await
-        .unwrap();
+    let compacted = cooling(&mut c).await;
     assert_eq!(scores(&compacted), scores(&after));
 
     // Filters apply to BM25 and hybrid.
