@@ -107,7 +107,7 @@ pub async fn ask(mut client: Client, a: AskArgs, as_json: bool) -> anyhow::Resul
             .collect();
         println!(
             "{}",
-            json!({"answer": answer, "citations": cites, "stop_reason": last.stop_reason, "cached": last.cached,
+            json!({"answer": answer, "citations": cites, "stop_reason": last.stop_reason, "cached": last.cached, "model": last.model,
                    "timings": {"retrieve_ms": t.retrieve_ms, "prompt_ms": t.prompt_ms, "generate_ms": t.generate_ms,
                                "first_token_ms": t.first_token_ms, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
                                "forward_passes": t.forward_passes, "draft_tokens_accepted": t.draft_tokens_accepted}})
@@ -169,7 +169,7 @@ pub async fn generate(mut client: Client, a: GenerateArgs, as_json: bool) -> any
             if as_json {
                 println!(
                     "{}",
-                    json!({"text": text, "stop_reason": m.stop_reason, "prompt_tokens": m.prompt_tokens,
+                    json!({"text": text, "stop_reason": m.stop_reason, "model": m.model, "prompt_tokens": m.prompt_tokens,
                            "completion_tokens": m.completion_tokens, "tokens_per_second": m.tokens_per_second,
                            "first_token_ms": m.first_token_ms, "forward_passes": m.forward_passes,
                            "draft_tokens_accepted": m.draft_tokens_accepted})

@@ -39,6 +39,82 @@ pub struct ConfigFile {
     pub models_dir: PathBuf,
     /// The embedding back-end and its worker.
     pub embedding: EmbeddingFile,
+    /// The generation back-end.
+    pub generation: GenerationFile,
+}
+
+/// `[generation]`: the built-in model, or an OpenAI-compatible `/v1/chat/completions` endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationFile {
+    /// Base URL of an OpenAI-compatible API (e.g. `http://127.0.0.1:8080/v1`); empty uses the
+    /// built-in SmolLM2-135M-Instruct (and only then is it loaded).
+    pub url: String,
+    /// Model name sent to the remote API; required with `url`.
+    pub model: String,
+    /// Bearer token for the remote API (or QUIVER_GEN_API_KEY).
+    pub api_key: Option<crate::auth::Secret>,
+    /// Longest one remote answer may take, connection to last token, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for GenerationFile {
+    fn default() -> Self {
+        GenerationFile {
+            url: String::new(),
+            model: String::new(),
+            api_key: None,
+            timeout_secs: 300,
+        }
+    }
+}
+
+/// A remote generation back-end, validated.
+#[derive(Debug, Clone)]
+pub struct RemoteGeneration {
+    /// Base URL of the API (`…/v1`).
+    pub url: String,
+    /// Model name sent with each request.
+    pub model: String,
+    /// Bearer token, if any.
+    pub api_key: Option<Secret>,
+    /// Longest one answer may take.
+    pub timeout: Duration,
+}
+
+impl GenerationFile {
+    /// `None` for the built-in model; the remote settings, checked, otherwise.
+    fn validate(self) -> anyhow::Result<Option<RemoteGeneration>> {
+        let url = self.url.trim().to_string();
+        if url.is_empty() {
+            if !self.model.is_empty() {
+                bail!(
+                    "generation.model ({:?}) names a remote model: set generation.url \
+                     (--gen-url, QUIVER_GEN_URL) too, or leave the model out for the built-in one",
+                    self.model
+                );
+            }
+            return Ok(None);
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("generation.url {url:?} must start with http:// or https://");
+        }
+        if self.model.trim().is_empty() {
+            bail!(
+                "generation.url is set but generation.model is not: name the model the endpoint \
+                 serves (--gen-model, QUIVER_GEN_MODEL)"
+            );
+        }
+        if self.timeout_secs == 0 {
+            bail!("generation.timeout_secs must be at least 1");
+        }
+        Ok(Some(RemoteGeneration {
+            url,
+            model: self.model.trim().to_string(),
+            api_key: self.api_key.filter(|k| !k.0.is_empty()),
+            timeout: Duration::from_secs(self.timeout_secs),
+        }))
+    }
 }
 
 /// `[embedding]`: the built-in model, or an OpenAI-compatible `/v1/embeddings` endpoint.
@@ -117,6 +193,7 @@ impl Default for ConfigFile {
             tls_key: None,
             models_dir: PathBuf::from("./models"),
             embedding: EmbeddingFile::default(),
+            generation: GenerationFile::default(),
         }
     }
 }
@@ -208,6 +285,16 @@ pub struct Overrides {
     /// Model name for the remote embeddings endpoint.
     #[arg(long, global = true, env = "QUIVER_EMBED_MODEL")]
     pub embed_model: Option<String>,
+    /// OpenAI-compatible chat endpoint (base URL ending in /v1) for Generate and Ask; unset uses
+    /// the built-in model.
+    #[arg(long, global = true, env = "QUIVER_GEN_URL")]
+    pub gen_url: Option<String>,
+    /// Model name for the remote chat endpoint (required with --gen-url).
+    #[arg(long, global = true, env = "QUIVER_GEN_MODEL")]
+    pub gen_model: Option<String>,
+    /// Longest one remote answer may take, seconds.
+    #[arg(long, global = true, env = "QUIVER_GEN_TIMEOUT_SECS")]
+    pub gen_timeout_secs: Option<u64>,
 }
 
 /// The validated configuration the server runs with.
@@ -239,6 +326,8 @@ pub struct Config {
     pub models_dir: PathBuf,
     /// Embedding back-end settings.
     pub embedding: EmbeddingFile,
+    /// The remote generation back-end; `None` runs the built-in model.
+    pub generation: Option<RemoteGeneration>,
 }
 
 impl Config {
@@ -273,9 +362,15 @@ impl Config {
             f.embedding.max_batch => o.embed_max_batch,
             f.embedding.url => o.embed_url,
             f.embedding.model => o.embed_model,
+            f.generation.url => o.gen_url,
+            f.generation.model => o.gen_model,
+            f.generation.timeout_secs => o.gen_timeout_secs,
         }
         if let Ok(k) = std::env::var("QUIVER_EMBED_API_KEY") {
             f.embedding.api_key = Some(crate::auth::Secret(k));
+        }
+        if let Ok(k) = std::env::var("QUIVER_GEN_API_KEY") {
+            f.generation.api_key = Some(crate::auth::Secret(k));
         }
         if o.api_key.is_some() {
             f.api_key = o.api_key.clone();
@@ -344,6 +439,7 @@ impl Config {
                 bail!("{name} must be at least 1");
             }
         }
+        let generation = f.generation.validate()?;
         Ok(Config {
             data_dir: f.data_dir,
             grpc_addr,
@@ -364,6 +460,7 @@ impl Config {
             tls,
             models_dir: f.models_dir,
             embedding: f.embedding,
+            generation,
         })
     }
 }
@@ -399,5 +496,35 @@ mod tests {
         };
         assert!(Config::load(&bad).is_err(), "unknown keys are refused");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_generation_url_needs_a_model() {
+        let built_in = Config::load(&Overrides::default()).unwrap();
+        assert!(built_in.generation.is_none());
+        let o = Overrides {
+            gen_url: Some("http://127.0.0.1:8080/v1".into()),
+            ..Default::default()
+        };
+        let err = Config::load(&o).unwrap_err().to_string();
+        assert!(err.contains("generation.model"), "{err}");
+        let o = Overrides {
+            gen_model: Some("qwen".into()),
+            gen_timeout_secs: Some(7),
+            ..o
+        };
+        let g = Config::load(&o).unwrap().generation.unwrap();
+        assert_eq!((g.model.as_str(), g.timeout.as_secs()), ("qwen", 7));
+        let o = Overrides {
+            gen_url: Some("127.0.0.1:8080/v1".into()),
+            ..o
+        };
+        assert!(Config::load(&o).is_err(), "a URL without its scheme");
+        let o = Overrides { gen_url: None, ..o };
+        let err = Config::load(&o).unwrap_err().to_string();
+        assert!(
+            err.contains("generation.url"),
+            "a model without a URL: {err}"
+        );
     }
 }

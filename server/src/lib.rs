@@ -17,7 +17,7 @@
 //! | `documents.rs` | the Documents service: ingest, search by text |
 //! | `embed/`     | embedding back-ends and the batching worker     |
 //! | `chunk.rs`   | documents → chunks measured in model tokens     |
-//! | `generate/`  | SmolLM2 from GGUF: tokenizer, decoding loop     |
+//! | `generate/`  | back-end trait; SmolLM2 from GGUF; OpenAI chat  |
 //! | `rag.rs`     | the Generation service: Generate and Ask        |
 //! | `snapshots.rs` | streaming snapshots out and restoring them in |
 //! | `convert.rs` | wire ↔ storage types                            |

@@ -268,8 +268,22 @@ fn start_embedder(
     Ok(Arc::new(embed::EmbedWorker::start(model, cfg, wm)))
 }
 
-/// Loads the generation model; the error says how to install it.
-fn start_generator(config: &Config) -> Result<Arc<generate::Generator>, String> {
+/// The generation back-end: a remote OpenAI-compatible chat endpoint when `[generation] url` is
+/// set (nothing is sent until the first request, and the built-in model is not loaded), else the
+/// built-in model; the error says how to install it.
+fn start_generator(config: &Config) -> Result<Arc<dyn generate::backend::GenBackend>, String> {
+    use generate::backend::BuiltIn;
+    use generate::openai::OpenAiChat;
+    if let Some(g) = &config.generation {
+        let chat = OpenAiChat::new(&g.url, &g.model, g.api_key.clone(), g.timeout);
+        tracing::info!(
+            model = %g.model,
+            endpoint = chat.endpoint(),
+            api_key = g.api_key.is_some(),
+            "generation: remote OpenAI-compatible endpoint"
+        );
+        return Ok(Arc::new(chat));
+    }
     let t = std::time::Instant::now();
     let g = generate::Generator::load(&config.models_dir.join(generate::FOLDER))
         .map_err(|e| e.to_string())?;
@@ -278,7 +292,7 @@ fn start_generator(config: &Config) -> Result<Arc<generate::Generator>, String> 
         secs = t.elapsed().as_secs_f64(),
         "generation model loaded"
     );
-    Ok(Arc::new(g))
+    Ok(Arc::new(BuiltIn::new(g)))
 }
 
 /// How long requests under way may take to finish after a stop signal.

@@ -1,13 +1,17 @@
 //! The gRPC service `quiver.v1.Generation`: Generate (prompt or chat → streamed text) and Ask
 //! (question → retrieve from a document collection → grounded, cited answer).
 //!
-//! One generation runs at a time; up to `MAX_WAITING` more wait for it, and further callers get
-//! RESOURCE_EXHAUSTED at once. The model runs on the blocking pool and streams text through a
-//! channel; when the client goes away the channel closes and generation stops.
+//! The model is a [`GenBackend`]: the built-in SmolLM2, or an OpenAI-compatible chat endpoint
+//! (`generate/backend.rs`, `generate/openai.rs`); this file builds chat messages, never token ids.
+//! As many generations run at once as the back-end allows (the built-in model: one; a remote
+//! endpoint: a few); up to `MAX_WAITING` more wait, and further callers get RESOURCE_EXHAUSTED
+//! at once. The model runs on the blocking pool and streams text through a channel; when the
+//! client goes away the channel closes and generation stops.
 
 use crate::convert;
-use crate::generate::tokenizer::{Message, chat_prompt};
-use crate::generate::{GenOutcome, GenParams, Generator};
+use crate::generate::backend::{ChatInput, GenBackend};
+use crate::generate::tokenizer::Message;
+use crate::generate::{GenOutcome, GenParams};
 use crate::retrieve::{HybridSettings, Mode, TextQuery};
 use crate::service::{OwnedSearch, Service, blocking};
 use crate::status::{invalid, model_status};
@@ -33,10 +37,10 @@ const DEFAULT_MIN_SCORE: f32 = 0.3;
 pub const NO_CONTEXT_ANSWER: &str =
     "I don't know: no passage in this collection matches the question.";
 
-/// The generation model and its queue.
+/// The generation back-end and its queue.
 pub struct GenSlot {
-    /// The model, or why it is not loaded.
-    pub model: Result<Arc<Generator>, String>,
+    /// The back-end, or why it is not available.
+    pub model: Result<Arc<dyn GenBackend>, String>,
     turn: Semaphore,
     waiting: AtomicUsize,
     cache: AnswerCache,
@@ -93,17 +97,19 @@ impl AnswerCache {
 }
 
 impl GenSlot {
-    /// Wraps a loaded model (or the reason it is missing).
-    pub fn new(model: Result<Arc<Generator>, String>) -> GenSlot {
+    /// Wraps a back-end (or the reason it is missing); as many requests run at once as it
+    /// allows.
+    pub fn new(model: Result<Arc<dyn GenBackend>, String>) -> GenSlot {
+        let runs = model.as_ref().map_or(1, |m| m.concurrency().max(1));
         GenSlot {
             model,
-            turn: Semaphore::new(1),
+            turn: Semaphore::new(runs),
             waiting: AtomicUsize::new(0),
             cache: AnswerCache::default(),
         }
     }
 
-    fn model(&self) -> Result<Arc<Generator>, Status> {
+    fn model(&self) -> Result<Arc<dyn GenBackend>, Status> {
         self.model.clone().map_err(Status::failed_precondition)
     }
 
@@ -165,15 +171,15 @@ type AskStream = Pin<Box<dyn Stream<Item = Result<pb::AskResponse, Status>> + Se
 /// through `piece` to the response stream.
 async fn run_model<T: Send + 'static>(
     slot: &GenSlot,
-    model: Arc<Generator>,
-    prompt: Vec<u32>,
+    model: Arc<dyn GenBackend>,
+    input: ChatInput,
     p: GenParams,
     tx: mpsc::Sender<Result<T, Status>>,
     piece: fn(&str) -> T,
 ) -> Result<GenOutcome, Status> {
     let _turn = slot.turn().await?;
     tokio::task::spawn_blocking(move || {
-        model.generate(&prompt, &p, &mut |s| tx.blocking_send(Ok(piece(s))).is_ok())
+        model.generate(&input, &p, &mut |s| tx.blocking_send(Ok(piece(s))).is_ok())
     })
     .await
     .map_err(|e| Status::internal(format!("generation task failed: {e}")))?
@@ -191,7 +197,7 @@ impl Generation for Service {
     ) -> Result<Response<Self::GenerateStream>, Status> {
         let r = req.into_inner();
         let model = self.generation.model()?;
-        let text = if !r.messages.is_empty() {
+        let input = if !r.messages.is_empty() {
             let mut msgs = Vec::new();
             for m in r.messages {
                 if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
@@ -205,13 +211,13 @@ impl Generation for Service {
                     content: m.content,
                 });
             }
-            chat_prompt(&msgs)
+            ChatInput::Messages(msgs)
         } else if r.prompt.trim().is_empty() {
             return Err(invalid("give a prompt or messages"));
         } else if r.raw {
-            r.prompt
+            ChatInput::Raw(r.prompt)
         } else {
-            chat_prompt(&[Message {
+            ChatInput::Messages(vec![Message {
                 role: "user".into(),
                 content: r.prompt,
             }])
@@ -226,15 +232,8 @@ impl Generation for Service {
             r.stop,
             r.seed,
         )?;
-        let ids = model.tokenizer.encode(&text).map_err(model_status)?;
-        if ids.len() + p.max_tokens > model.context() {
-            return Err(invalid(format!(
-                "prompt ({} tokens) plus max_tokens ({}) exceed the model's context of {}",
-                ids.len(),
-                p.max_tokens,
-                model.context()
-            )));
-        }
+        model.check(&input, &p).map_err(model_status)?;
+        let name = model.name().to_string();
         let (tx, rx) = mpsc::channel(64);
         let svc = self.clone();
         tokio::spawn(async move {
@@ -242,8 +241,9 @@ impl Generation for Service {
                 text: s.to_string(),
                 ..Default::default()
             };
-            let out = run_model(&svc.generation, model, ids, p, tx.clone(), piece).await;
+            let out = run_model(&svc.generation, model, input, p, tx.clone(), piece).await;
             let last = out.map(|o| pb::GenerateResponse {
+                model: name,
                 done: true,
                 stop_reason: o.reason.name().into(),
                 prompt_tokens: o.prompt_tokens as u32,
@@ -384,8 +384,9 @@ impl Generation for Service {
             let stream = tokio_stream::iter(vec![Ok(answer), Ok(last)]);
             return Ok(Response::new(Box::pin(stream)));
         }
-        let prompt = ask_prompt(&r.question, &citations);
-        let ids = model.tokenizer.encode(&prompt).map_err(model_status)?;
+        let input = ChatInput::Messages(ask_messages(&r.question, &citations));
+        model.check(&input, &p).map_err(model_status)?;
+        let name = model.name().to_string();
         let (tx, rx) = mpsc::channel(64);
         let svc = self.clone();
         tokio::spawn(async move {
@@ -393,7 +394,7 @@ impl Generation for Service {
                 text: s.to_string(),
                 ..Default::default()
             };
-            let out = run_model(&svc.generation, model, ids, p, tx.clone(), piece).await;
+            let out = run_model(&svc.generation, model, input, p, tx.clone(), piece).await;
             let last = out.map(|o| {
                 let answer = o.text.clone();
                 let mut citations = citations;
@@ -402,6 +403,7 @@ impl Generation for Service {
                 }
                 let last = pb::AskResponse {
                     done: true,
+                    model: name,
                     citations,
                     stop_reason: o.reason.name().into(),
                     timings: Some(pb::AskTimings {
@@ -461,14 +463,15 @@ pub const ASK_SYSTEM: &str = "You answer questions using only the numbered conte
 Quote the facts you use and cite their numbers like [1]. If the passages do not contain the \
 answer, say: I don't know.";
 
-/// The chat prompt of an Ask: the rules, the numbered passages, the question.
-pub fn ask_prompt(question: &str, context: &[pb::Citation]) -> String {
+/// The chat of an Ask: the rules as the system turn, then the numbered passages and the
+/// question as the user turn.
+pub fn ask_messages(question: &str, context: &[pb::Citation]) -> Vec<Message> {
     let mut user = String::from("Context:\n");
     for c in context {
         user.push_str(&format!("[{}] {}\n", c.number, c.text.trim()));
     }
     user.push_str(&format!("\nQuestion: {}", question.trim()));
-    chat_prompt(&[
+    vec![
         Message {
             role: "system".into(),
             content: ASK_SYSTEM.into(),
@@ -477,5 +480,5 @@ pub fn ask_prompt(question: &str, context: &[pb::Citation]) -> String {
             role: "user".into(),
             content: user,
         },
-    ])
+    ]
 }

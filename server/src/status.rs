@@ -42,6 +42,17 @@ pub fn model_status(e: crate::embed::ModelError) -> Status {
         E::Inference(_) => Code::Internal,
         E::Busy(_) => Code::ResourceExhausted,
         E::Stopped(_) | E::Remote(_) => Code::Unavailable,
+        E::RemoteStatus { status, .. } => match status {
+            401 => Code::Unauthenticated,
+            403 => Code::PermissionDenied,
+            // A wrong URL or a model the endpoint does not serve: the server's configuration.
+            404 => Code::FailedPrecondition,
+            408 => Code::Unavailable,
+            429 => Code::ResourceExhausted,
+            400..=499 => Code::InvalidArgument,
+            _ => Code::Unavailable,
+        },
+        E::RemoteMalformed { .. } => Code::Internal,
         E::Invalid(_) => Code::InvalidArgument,
     };
     if matches!(code, Code::Internal | Code::Unavailable) {

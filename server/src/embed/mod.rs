@@ -74,6 +74,24 @@ pub enum ModelError {
     /// A remote back-end failed or answered something unusable.
     #[error("remote model endpoint: {0}")]
     Remote(String),
+    /// A remote back-end refused the request with an HTTP error status.
+    #[error("remote model endpoint {endpoint} answered HTTP {status}: {message}")]
+    RemoteStatus {
+        /// The URL called.
+        endpoint: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The endpoint's own message (or the start of its answer).
+        message: String,
+    },
+    /// A remote back-end answered in a form that is not its API's.
+    #[error("remote model endpoint {endpoint} sent an unusable answer: {reason}")]
+    RemoteMalformed {
+        /// The URL called.
+        endpoint: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// The request asks for something the model cannot do.
     #[error("{0}")]
     Invalid(String),

@@ -20,8 +20,10 @@
 //! One generation runs at a time (the model holds one KV cache); `service.rs`'s callers queue
 //! for it with a bound.
 
+pub mod backend;
 pub mod kernel;
 pub mod llama;
+pub mod openai;
 pub mod tokenizer;
 
 use crate::embed::ModelError;
