@@ -28,6 +28,8 @@ pub async fn run(
     let (mut first, mut total, mut rates) = (Vec::new(), Vec::new(), Vec::new());
     let (mut answered, mut no_context) = (0, 0);
     let (mut passes, mut accepted, mut tokens) = (0u64, 0u64, 0u64);
+    // Every answer's tokens after the first, over every answer's decoding time.
+    let (mut decode_tokens, mut decode_secs) = (0u64, 0f64);
     for round in 0..rounds.max(1) + 1 {
         for q in &qs {
             let req = pb::AskRequest {
@@ -71,6 +73,8 @@ pub async fn run(
             let decode_s = (tm.generate_ms - tm.prompt_ms) / 1e3;
             if tm.completion_tokens > 1 && decode_s > 0.0 {
                 rates.push((tm.completion_tokens - 1) as f64 / decode_s);
+                decode_tokens += tm.completion_tokens as u64 - 1;
+                decode_secs += decode_s;
             }
         }
     }
@@ -86,6 +90,7 @@ pub async fn run(
             "first_text_ms_p50": percentile(&first, 50.0), "first_text_ms_p95": percentile(&first, 95.0),
             "total_ms_p50": percentile(&total, 50.0), "total_ms_p95": percentile(&total, 95.0),
             "generate_tokens_per_s_p50": percentile(&rates, 50.0),
+            "generate_tokens_per_s_all": decode_tokens as f64 / decode_secs.max(f64::MIN_POSITIVE),
             "prompt_lookup": !no_prompt_lookup, "completion_tokens": tokens,
             "forward_passes": passes, "draft_tokens_accepted": accepted,
         })

@@ -11,7 +11,7 @@
 //! GGUF stores the query and key projections permuted for interleaved rotary embeddings (pairs
 //! 2i, 2i+1), so rotation here is the interleaved form.
 
-use super::kernel::{Matrix, matmul, scores, weighted_sum};
+use super::kernel::{Matrix, matmul, scores, softmax, weighted_sum};
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Result, Tensor};
 use std::io::{Read, Seek};
@@ -269,13 +269,7 @@ impl Llama {
                     let q = &qkv[i * qkv_w + g * group * hd..i * qkv_w + (g + 1) * group * hd];
                     scores(q, hd, &l.keys[g * hd..], kv, seen, &mut sc);
                     for row in sc.chunks_mut(seen) {
-                        let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b * scale));
-                        let mut sum = 0f32;
-                        for e in row.iter_mut() {
-                            *e = (*e * scale - max).exp();
-                            sum += *e;
-                        }
-                        row.iter_mut().for_each(|e| *e /= sum);
+                        softmax(row, scale);
                     }
                     let head = g * group;
                     let out = &mut y[i * dim + head * hd..i * dim + (head + group) * hd];

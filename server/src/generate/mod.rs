@@ -3,12 +3,13 @@
 //! wrong), run by our decoder (`llama.rs`) with a KV cache per request; greedy or sampled
 //! decoding with stop sequences, and prompt-lookup decoding for greedy answers.
 //!
-//! Prompt lookup: the last 1 to 3 tokens are looked up earlier in the prompt and the answer; the
-//! tokens that followed there are a draft, checked in one forward pass together with the newest
-//! token. The longest prefix of the draft that greedy decoding would have produced is kept, plus
-//! the model's own next token; the rest leaves the KV cache. The output is the greedy output,
-//! bitwise: every kernel computes a token's values in the same order whether the pass holds one
-//! token or several (`kernel.rs`, tested in `llama.rs`).
+//! Prompt lookup: the newest tokens are looked up earlier in the prompt and the answer; the
+//! tokens that followed the place matching most of them are a draft (longer behind a longer
+//! match), checked in one forward pass together with the newest token. The longest prefix of
+//! the draft that greedy decoding would have produced is kept, plus the model's own next token;
+//! the rest leaves the KV cache. The output is the greedy output, bitwise: every kernel computes
+//! a token's values in the same order whether the pass holds one token or several (`kernel.rs`,
+//! tested in `llama.rs`).
 //!
 //! | file | what |
 //! |---|---|
@@ -16,9 +17,11 @@
 //! | `llama.rs` | the decoder: f32 weights, KV cache, forward pass over a token slice |
 //! | `kernel.rs` | skinny matrix product, attention scores and sums (AVX-512 + scalar twins) |
 //! | `tokenizer.rs` | the GGUF tokenizer and the chat template |
+//! | `backend.rs` | `GenBackend`: this model (`BuiltIn`) or a remote one, as the service sees them |
+//! | `openai.rs` | the remote back-end: an OpenAI-compatible `/v1/chat/completions` endpoint |
 //!
-//! One generation runs at a time (the model holds one KV cache); `service.rs`'s callers queue
-//! for it with a bound.
+//! One generation runs at a time on this model (it holds one KV cache); `rag.rs`'s callers
+//! queue for it with a bound.
 
 pub mod backend;
 pub mod kernel;
@@ -117,30 +120,54 @@ pub struct Generator {
     context: usize,
 }
 
-/// Longest n-gram looked up for a draft.
-const NGRAM: usize = 3;
-/// Shortest n-gram that may start a draft (single tokens match too often by chance).
-const MIN_NGRAM: usize = 2;
-/// Most draft tokens per pass. A pass streams the weights once (`kernel.rs`), but each token
-/// still adds its arithmetic and its attention over the whole context (on a 900-token Ask prompt
-/// a draft token measured 0.1 to 0.35 of a one-token pass), and replaying the logged answers
-/// showed longer drafts or single-token matches add more failed draft tokens than accepted ones
-/// (benches/RESULTS.md).
-const DRAFT: usize = 4;
+/// Longest run of newest tokens compared with an earlier place of the prompt or answer.
+const MATCH: usize = 24;
 
-/// Tokens that followed the most recent earlier occurrence of the last n tokens (n from
-/// `NGRAM` down to `MIN_NGRAM`), at most `max`.
+/// Draft tokens taken after an earlier place whose last `k` tokens equal the newest `k`.
+///
+/// A pass streams the weights once (`kernel.rs`), but each draft token still adds its own
+/// arithmetic and its attention over the whole context: after a 900-token prompt, 0.17 to 0.4 of
+/// a one-token pass on one thread, 0.11 to 0.23 on two (the ignored test `pass_cost` in
+/// `llama.rs`, quiet machine). A draft token pays when it is accepted more often than that. Replaying 100 logged Ask answers (benches/RESULTS.md), the chance that a
+/// draft's j-th token is accepted grows with the length of the match: after a single matching
+/// token the first draft token is right 22% of the time, after two 51% (the fourth 24%), after
+/// six or more about 90% (the eighth 50%, the twelfth 38%). Hence no draft on one token, and
+/// longer drafts behind longer matches; of the tables replayed this one lost least as a draft
+/// token's cost grows (0.15 to 0.3 of a pass).
+fn draft_len(k: usize) -> usize {
+    match k {
+        0 | 1 => 0,
+        2 => 2,
+        3 => 4,
+        4 | 5 => 6,
+        _ => 10,
+    }
+}
+
+/// The tokens that followed the earlier place of `history` matching most of its newest tokens
+/// (the latest such place on ties), as many as the match earns (`draft_len`), at most `max`.
 fn draft(history: &[u32], max: usize) -> Vec<u32> {
     let len = history.len();
-    for n in (MIN_NGRAM..=NGRAM.min(len.saturating_sub(1))).rev() {
-        let tail = &history[len - n..];
-        // Latest start i < len - n whose n tokens equal the tail.
-        if let Some(i) = (0..len - n).rev().find(|&i| &history[i..i + n] == tail) {
-            let from = i + n;
-            return history[from..(from + max).min(len)].to_vec();
+    let Some(&last) = history.last() else {
+        return Vec::new();
+    };
+    let (mut best, mut best_k) = (0, 0);
+    for i in (0..len - 1).rev() {
+        if history[i] != last {
+            continue;
+        }
+        let k = (0..MATCH.min(i + 1))
+            .take_while(|&j| history[i - j] == history[len - 1 - j])
+            .count();
+        if k > best_k {
+            (best, best_k) = (i, k);
+            if k == MATCH {
+                break;
+            }
         }
     }
-    Vec::new()
+    let n = draft_len(best_k).min(max);
+    history[best + 1..(best + 1 + n).min(len)].to_vec()
 }
 
 /// The answer as it grows: tokens, text, what was handed out, stop checks.
@@ -290,7 +317,7 @@ impl Generator {
             let newest = *a.out.last().expect("a token was taken");
             let guess = if lookup {
                 let history: Vec<u32> = prompt.iter().chain(&a.out).copied().collect();
-                draft(&history, DRAFT.min(p.max_tokens - a.out.len()))
+                draft(&history, p.max_tokens - a.out.len())
             } else {
                 Vec::new()
             };
@@ -339,9 +366,15 @@ mod tests {
         // ... 5 6 7 | ... 5 6 7 8 9 | 5 6 7  → the latest earlier "5 6 7" is followed by 8 9 5.
         let h = [1, 5, 6, 7, 2, 5, 6, 7, 8, 9, 5, 6, 7];
         assert_eq!(draft(&h, 3), vec![8, 9, 5]);
-        assert_eq!(draft(&h, 10), vec![8, 9, 5, 6, 7]);
-        // Falls back to shorter n-grams, down to two tokens.
+        // A three-token match earns four.
+        assert_eq!(draft(&h, 10), vec![8, 9, 5, 6]);
+        // A two-token match earns two draft tokens at most.
+        assert_eq!(draft(&[4, 9, 1, 8, 3, 4, 9], 10), vec![1, 8]);
+        assert_eq!(draft(&[4, 9, 1, 8, 4, 9], 1), vec![1]);
         assert_eq!(draft(&[4, 9, 1, 8, 4, 9], 2), vec![1, 8]);
+        // The place matching more tokens wins over a later one matching fewer.
+        let h = [3, 4, 9, 1, 8, 8, 8, 8, 8, 8, 8, 8, 5, 4, 9, 2, 3, 4, 9];
+        assert_eq!(draft(&h, 4), vec![1, 8, 8, 8]);
         assert!(
             draft(&[4, 9, 1, 2, 9], 2).is_empty(),
             "a single token is no match"
