@@ -155,10 +155,11 @@ mod x86 {
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
-        // SAFETY (all loads): i + 16 <= n and i + 8 <= n keep every read inside both slices.
         while i + 16 <= n {
+            // SAFETY: i + 16 <= n: elements i..i + 8 lie inside both slices.
             let d0 =
                 unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            // SAFETY: and so do elements i + 8..i + 16.
             let d1 = unsafe {
                 _mm256_sub_ps(
                     _mm256_loadu_ps(pa.add(i + 8)),
@@ -170,6 +171,7 @@ mod x86 {
             i += 16;
         }
         if i + 8 <= n {
+            // SAFETY: i + 8 <= n: elements i..i + 8 lie inside both slices.
             let d0 =
                 unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
             acc0 = _mm256_fmadd_ps(d0, d0, acc0);
@@ -192,8 +194,8 @@ mod x86 {
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
-        // SAFETY (all loads): i + 16 <= n and i + 8 <= n keep every read inside both slices.
         while i + 16 <= n {
+            // SAFETY: i + 16 <= n: elements i..i + 16 lie inside both slices.
             unsafe {
                 acc0 =
                     _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
@@ -206,6 +208,7 @@ mod x86 {
             i += 16;
         }
         if i + 8 <= n {
+            // SAFETY: i + 8 <= n: elements i..i + 8 lie inside both slices.
             acc0 = unsafe {
                 _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0)
             };
@@ -231,8 +234,8 @@ mod x86 {
             _mm256_setzero_ps(),
         );
         let mut i = 0;
-        // SAFETY (all loads): i + 8 <= n keeps every read inside both slices.
         while i + 8 <= n {
+            // SAFETY: i + 8 <= n: elements i..i + 8 lie inside both slices.
             let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
             ab = _mm256_fmadd_ps(x, y, ab);
             aa = _mm256_fmadd_ps(x, x, aa);

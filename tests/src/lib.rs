@@ -257,6 +257,10 @@ impl Drop for ServerProcess {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // The log stays behind only when the test failed (it names the log's path).
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log_path);
+        }
     }
 }
 
