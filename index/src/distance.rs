@@ -156,7 +156,7 @@ mod x86 {
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
         while i + 16 <= n {
-            // SAFETY: i + 16 <= n: elements i..i + 8 lie inside both slices.
+            // SAFETY: i + 16 <= n: elements i..i + 8 lie inside both (b.len() >= a.len()).
             let d0 =
                 unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
             // SAFETY: and so do elements i + 8..i + 16.
@@ -171,7 +171,7 @@ mod x86 {
             i += 16;
         }
         if i + 8 <= n {
-            // SAFETY: i + 8 <= n: elements i..i + 8 lie inside both slices.
+            // SAFETY: i + 8 <= n: elements i..i + 8 lie inside both (b.len() >= a.len()).
             let d0 =
                 unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
             acc0 = _mm256_fmadd_ps(d0, d0, acc0);
@@ -195,7 +195,7 @@ mod x86 {
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
         while i + 16 <= n {
-            // SAFETY: i + 16 <= n: elements i..i + 16 lie inside both slices.
+            // SAFETY: i + 16 <= n: elements i..i + 16 lie inside both (b.len() >= a.len()).
             unsafe {
                 acc0 =
                     _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
@@ -208,7 +208,7 @@ mod x86 {
             i += 16;
         }
         if i + 8 <= n {
-            // SAFETY: i + 8 <= n: elements i..i + 8 lie inside both slices.
+            // SAFETY: i + 8 <= n: elements i..i + 8 lie inside both (b.len() >= a.len()).
             acc0 = unsafe {
                 _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0)
             };
@@ -235,7 +235,7 @@ mod x86 {
         );
         let mut i = 0;
         while i + 8 <= n {
-            // SAFETY: i + 8 <= n: elements i..i + 8 lie inside both slices.
+            // SAFETY: i + 8 <= n: elements i..i + 8 lie inside both (b.len() >= a.len()).
             let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
             ab = _mm256_fmadd_ps(x, y, ab);
             aa = _mm256_fmadd_ps(x, x, aa);

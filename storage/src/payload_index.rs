@@ -165,6 +165,17 @@ impl PayloadIndex {
         self.text.values().map(TextIndex::memory_bytes).sum()
     }
 
+    /// Bytes of the text index files (the frozen indexes).
+    pub fn text_file_bytes(&self) -> u64 {
+        self.text
+            .values()
+            .map(|t| match t {
+                TextIndex::Frozen(f) => f.file_bytes() as u64,
+                TextIndex::Mem(_) => 0,
+            })
+            .sum()
+    }
+
     fn serves(&self, c: &Condition) -> bool {
         let kind = |key: &str| self.fields.get(key).map(|f| &f.values);
         match c {

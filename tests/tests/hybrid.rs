@@ -49,6 +49,18 @@ const CORPUS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Every segment folder under a server's data folder.
+fn segment_dirs(data: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for col in std::fs::read_dir(data.join("collections")).unwrap() {
+        let segs = col.unwrap().path().join("segments");
+        if let Ok(rd) = std::fs::read_dir(segs) {
+            out.extend(rd.map(|e| e.unwrap().path()).filter(|p| p.is_dir()));
+        }
+    }
+    out
+}
+
 async fn text_index(c: &mut Client, collection: &str) -> Result<pb::CollectionInfo, tonic::Status> {
     c.collections
         .create_field_index(pb::CreateFieldIndexRequest {
@@ -228,6 +240,26 @@ async fn rare_terms_paraphrases_restart_and_deletes() {
         .unwrap();
     let compacted = cooling(&mut c).await;
     assert_eq!(scores(&compacted), scores(&after));
+    // The collection's disk bytes are its segment files', text index files included.
+    let info = c
+        .collections
+        .describe(pb::DescribeCollectionRequest { name: "kb".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut files, mut text_files) = (0u64, 0u64);
+    for seg in segment_dirs(&dir) {
+        for f in std::fs::read_dir(&seg).unwrap() {
+            let f = f.unwrap();
+            let len = f.metadata().unwrap().len();
+            files += len;
+            if f.file_name().to_string_lossy().starts_with("text-") {
+                text_files += len;
+            }
+        }
+    }
+    assert!(text_files > 0, "the sealed segment has its text index file");
+    assert_eq!(info.disk_bytes, files);
 
     // Filters apply to BM25 and hybrid.
     let only = |id: &str| pb::Filter {

@@ -353,7 +353,10 @@ impl Collection {
             segments: sealed.len(),
             disk_bytes: sealed
                 .iter()
-                .filter_map(|sl| sl.data.disk.as_ref().map(|d| d.1))
+                .filter_map(|sl| {
+                    let d = sl.data.disk.as_ref()?;
+                    Some(d.1 + sl.payload_index.text_file_bytes())
+                })
                 .sum(),
             indexed_fraction: if points == 0 {
                 1.0
