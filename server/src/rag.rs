@@ -422,7 +422,8 @@ impl Generation for Service {
             });
             let last = last.map(|(answer, last)| {
                 let complete = matches!(last.stop_reason.as_str(), "end_of_turn" | "length");
-                if cacheable && complete {
+                // An empty answer is never worth serving again.
+                if cacheable && complete && !answer.trim().is_empty() {
                     svc.generation.cache.insert(CachedAnswer {
                         collection: coll_id,
                         version,

@@ -43,10 +43,9 @@ pub fn model_status(e: crate::embed::ModelError) -> Status {
         E::Busy(_) => Code::ResourceExhausted,
         E::Stopped(_) | E::Remote(_) => Code::Unavailable,
         E::RemoteStatus { status, .. } => match status {
-            401 => Code::Unauthenticated,
-            403 => Code::PermissionDenied,
-            // A wrong URL or a model the endpoint does not serve: the server's configuration.
-            404 => Code::FailedPrecondition,
+            // The server's key, a wrong URL or a model the endpoint does not serve: the
+            // server's configuration, not the caller's credentials or request.
+            401 | 403 | 404 => Code::FailedPrecondition,
             408 => Code::Unavailable,
             429 => Code::ResourceExhausted,
             400..=499 => Code::InvalidArgument,
@@ -55,7 +54,10 @@ pub fn model_status(e: crate::embed::ModelError) -> Status {
         E::RemoteMalformed { .. } => Code::Internal,
         E::Invalid(_) => Code::InvalidArgument,
     };
-    if matches!(code, Code::Internal | Code::Unavailable) {
+    if matches!(
+        code,
+        Code::Internal | Code::Unavailable | Code::FailedPrecondition
+    ) {
         tracing::error!(error = %e, "model call failed");
     }
     Status::new(code, e.to_string())

@@ -432,6 +432,10 @@ async fn generate_and_ask_through_an_openai_compatible_endpoint() {
     .unwrap();
     assert!(!last.cached);
     assert_eq!(stand_in.count(), before + 2);
+    assert!(
+        !server.logs().contains(KEY),
+        "the key never reaches the log"
+    );
 }
 
 #[tokio::test]
@@ -441,12 +445,17 @@ async fn endpoint_failures_are_clear_statuses() {
     let server = start_server("remote-gen-401", &stand_in.url, "wrong-key");
     let mut c = server.client().await;
     let err = generate(&mut c, chat("Hello?", 10)).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    // The server's configuration, not the caller's credentials: FAILED_PRECONDITION; the
+    // endpoint's words (they may echo part of the key) go to the server log only.
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(
-        err.message().contains("Incorrect API key provided") && err.message().contains("401"),
+        err.message().contains("401") && err.message().contains("QUIVER_GEN_API_KEY"),
         "{}",
         err.message()
     );
+    assert!(!err.message().contains("Incorrect API key provided"));
+    assert!(server.logs().contains("Incorrect API key provided"));
+    assert!(!server.logs().contains("wrong-key") && !err.message().contains("wrong-key"));
     assert_eq!(stand_in.count(), 1);
     drop(server);
 

@@ -103,9 +103,9 @@ fn matmul_rows(w: &Matrix, xs: &[f32], m: usize, rows: std::ops::Range<usize>, o
 /// Threads a product runs on: `QUIVER_GEN_THREADS`, default the machine's cores up to 4.
 ///
 /// A one-token pass is bound by reading the weights, a pass over several tokens (a prompt, a
-/// prompt-lookup draft) by arithmetic: on 2 quiet cores a second thread left a one-token pass
-/// as it was (19 ms) and made a pass over 8 tokens 1.3 times faster (benches/RESULTS.md). Under
-/// heavy load from other processes a second thread measured slower; set 1 there.
+/// prompt-lookup draft) by arithmetic: on 2 quiet cores a second thread (from `pool`) made a
+/// one-token pass 5 to 12% faster and a pass over 8 tokens 1.25 to 1.4 times (benches/RESULTS.md).
+/// Under heavy load from other processes a second thread measured slower; set 1 there.
 fn threads() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
     *N.get_or_init(|| {
@@ -117,6 +117,28 @@ fn threads() -> usize {
     })
 }
 
+/// The threads that share large products with the calling one (`threads() - 1` of them),
+/// started once: a pass makes up to 121 products, and starting a thread for each cost more than
+/// some of the products themselves. `None` when there is one thread, or the pool cannot start.
+/// `matmul` must be called from outside any rayon pool (the server's blocking threads, a test's
+/// thread): a worker of another pool waiting here could pick up unrelated jobs while the model's
+/// lock is held.
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let n = threads();
+        if n <= 1 {
+            return None;
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n - 1)
+            .thread_name(|i| format!("quiver-gen-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
 /// Multiply-adds below which a product stays on the calling thread.
 const SPLIT_WORK: usize = 1 << 20;
 
@@ -124,21 +146,25 @@ const SPLIT_WORK: usize = 1 << 20;
 /// `threads()` threads (each value is computed the same way wherever it runs).
 pub fn matmul(w: &Matrix, xs: &[f32], m: usize, out: &mut [f32]) {
     let n = threads();
-    if n <= 1 || m * w.rows * w.cols < SPLIT_WORK || w.rows < 8 * n {
-        matmul_rows(w, xs, m, 0..w.rows, out);
-        return;
-    }
+    let pool = match pool() {
+        Some(p) if m * w.rows * w.cols >= SPLIT_WORK && w.rows >= 8 * n => p,
+        _ => {
+            matmul_rows(w, xs, m, 0..w.rows, out);
+            return;
+        }
+    };
     // Row ranges in multiples of 4 (whole tiles); the first runs here.
     let step = w.rows.div_ceil(n).div_ceil(4) * 4;
     let ranges: Vec<_> = (0..n)
         .map(|t| (t * step).min(w.rows)..((t + 1) * step).min(w.rows))
         .collect();
     let mut parts: Vec<Vec<f32>> = ranges.iter().map(|r| vec![0f32; m * r.len()]).collect();
-    std::thread::scope(|s| {
+    // The calling thread takes the first range itself, then waits for the pool's.
+    pool.in_place_scope(|s| {
         let (mine, others) = parts.split_first_mut().expect("at least one thread");
         for (r, part) in ranges[1..].iter().zip(others.iter_mut()) {
             let r = r.clone();
-            s.spawn(move || matmul_rows(w, xs, m, r, part));
+            s.spawn(move |_| matmul_rows(w, xs, m, r, part));
         }
         matmul_rows(w, xs, m, ranges[0].clone(), mine);
     });
@@ -667,7 +693,8 @@ mod avx {
             let m = mask_at(k);
             // SAFETY: the mask keeps the load within the row.
             let v = unsafe { _mm512_maskz_loadu_ps(m, p.add(k)) };
-            mv = _mm512_mask_max_ps(mv, m, mv, _mm512_mul_ps(v, sv));
+            // The new value first: a NaN there yields the running maximum (as `f32::max`).
+            mv = _mm512_mask_max_ps(mv, m, _mm512_mul_ps(v, sv), mv);
             k += LANES;
         }
         let max = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
@@ -784,15 +811,26 @@ mod tests {
                 }
                 prop_assert_eq!(got, want);
             }
-            // Softmax: the fast path equals its twin, and both are a softmax.
-            let mut a: Vec<f32> = xs.iter().map(|v| v * 30.0).collect();
-            let mut b = a.clone();
-            softmax(&mut a, 0.125);
-            scalar_softmax(&mut b, 0.125);
-            prop_assert_eq!(
-                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            );
+            // Softmax: the fast path equals its twin bitwise, and both are a softmax.
+            let twins = |row: &[f32], scale: f32| {
+                let (mut fast, mut slow) = (row.to_vec(), row.to_vec());
+                softmax(&mut fast, scale);
+                scalar_softmax(&mut slow, scale);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (bits(&fast) == bits(&slow)).then_some(fast)
+            };
+            let a = twins(&xs.iter().map(|v| v * 30.0).collect::<Vec<_>>(), 0.125);
+            prop_assert!(a.is_some(), "softmax differs from its twin");
+            let a = a.unwrap_or_default();
+            // Also on wide ranges (past exp's -87 floor), -inf and NaN scores.
+            let mut wide: Vec<f32> = xs.iter().map(|v| v * 400.0).collect();
+            wide[0] = f32::NEG_INFINITY;
+            if wide.len() > 2 {
+                // One in the first chunk, one in the last.
+                wide[2] = f32::NAN;
+                *wide.last_mut().expect("not empty") = f32::NAN;
+            }
+            prop_assert!(twins(&wide, 1.0).is_some(), "softmax differs from its twin: {:?}", wide);
             let mx = xs.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * 30.0 * 0.125)) as f64;
             let z: f64 = xs.iter().map(|&v| ((v * 30.0 * 0.125) as f64 - mx).exp()).sum();
             for (got, x) in a.iter().zip(&xs) {

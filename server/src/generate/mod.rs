@@ -126,14 +126,15 @@ const MATCH: usize = 24;
 /// Draft tokens taken after an earlier place whose last `k` tokens equal the newest `k`.
 ///
 /// A pass streams the weights once (`kernel.rs`), but each draft token still adds its own
-/// arithmetic and its attention over the whole context: after a 900-token prompt, 0.17 to 0.4 of
-/// a one-token pass on one thread, 0.11 to 0.23 on two (the ignored test `pass_cost` in
-/// `llama.rs`, quiet machine). A draft token pays when it is accepted more often than that. Replaying 100 logged Ask answers (benches/RESULTS.md), the chance that a
-/// draft's j-th token is accepted grows with the length of the match: after a single matching
-/// token the first draft token is right 22% of the time, after two 51% (the fourth 24%), after
-/// six or more about 90% (the eighth 50%, the twelfth 38%). Hence no draft on one token, and
-/// longer drafts behind longer matches; of the tables replayed this one lost least as a draft
-/// token's cost grows (0.15 to 0.3 of a pass).
+/// arithmetic and its attention over the whole context: after a 900-token prompt, 0.17 to 0.34
+/// of a one-token pass on one thread, 0.1 to 0.26 on two (the ignored test `pass_cost` in
+/// `llama.rs`, quiet machine). A draft token pays when it is accepted more often than that.
+/// Replaying 100 logged Ask answers (benches/RESULTS.md), the chance that a draft's j-th token
+/// is accepted grows with the length of the match: after a single matching token the first
+/// draft token is right 22% of the time, after two 51% (the fourth 24%), after six or more
+/// about 90% (the eighth 50%, the twelfth 38%). Hence no draft on one token, and longer drafts
+/// behind longer matches; of the tables replayed this one lost least as a draft token's cost
+/// grows (0.15 to 0.3 of a pass).
 fn draft_len(k: usize) -> usize {
     match k {
         0 | 1 => 0,

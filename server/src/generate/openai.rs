@@ -27,11 +27,14 @@
 //! - An endpoint that ignores `stream` and answers one JSON completion is read whole.
 //!
 //! Errors (mapped to gRPC codes in `status.rs`): not reachable, timed out or cut off mid-stream:
-//! `ModelError::Remote` (UNAVAILABLE, naming the endpoint); an HTTP error status:
-//! `ModelError::RemoteStatus` with the endpoint's own message (401 UNAUTHENTICATED, 403
-//! PERMISSION_DENIED, 404 FAILED_PRECONDITION, 429 RESOURCE_EXHAUSTED, other 4xx
-//! INVALID_ARGUMENT, 5xx UNAVAILABLE); an answer that is not the API's JSON or SSE:
-//! `ModelError::RemoteMalformed` (INTERNAL).
+//! `ModelError::Remote` (UNAVAILABLE, naming the endpoint); an HTTP error status, or an error
+//! reported inside a 200 answer with an HTTP-like `code` (an `error:` field, `event: error`, an
+//! `error` chunk): `ModelError::RemoteStatus` with the endpoint's own message (401, 403 and 404
+//! FAILED_PRECONDITION: the server's configuration, and for 401/403 the endpoint's words go to
+//! the log only, as they may echo part of the key; 429 RESOURCE_EXHAUSTED, other 4xx
+//! INVALID_ARGUMENT, 5xx UNAVAILABLE); an answer that is not the API's JSON or SSE, or `[DONE]`
+//! before any answer: `ModelError::RemoteMalformed` (INTERNAL). An event cut off by the end of
+//! the stream is dropped; an answer that had its `finish_reason` survives a failed connection.
 
 use super::backend::{ChatInput, GenBackend};
 use super::tokenizer::Message;
@@ -121,6 +124,28 @@ impl OpenAiChat {
         }
     }
 
+    /// An error the endpoint reported in its answer (HTTP 200): with an HTTP-like `code`, as
+    /// that status; otherwise as the endpoint being unavailable.
+    fn stream_error(&self, err: &Value) -> ModelError {
+        let inner = err.get("error").unwrap_or(err);
+        let code = inner
+            .get("code")
+            .and_then(Value::as_u64)
+            .filter(|c| (400..600).contains(c));
+        match code {
+            Some(status) => ModelError::RemoteStatus {
+                endpoint: self.endpoint.clone(),
+                status: status as u16,
+                message: error_text(inner),
+            },
+            None => ModelError::Remote(format!(
+                "{} reported an error mid-answer: {}",
+                self.endpoint,
+                error_text(inner)
+            )),
+        }
+    }
+
     /// Reads a streamed answer, handing each content delta to `emit`.
     fn read_stream(
         &self,
@@ -132,9 +157,11 @@ impl OpenAiChat {
         let mut events = SseReader::new(BufReader::new(body));
         let mut g = Progress::new(t0);
         loop {
-            let data = match events.next_event() {
-                Ok(Some(d)) => d,
+            let ev = match events.next_event() {
+                Ok(Some(ev)) => ev,
                 Ok(None) => break,
+                // A complete answer whose connection then failed is still the answer.
+                Err(SseError::Io(_)) if g.reason.is_some() => break,
                 Err(SseError::Io(e)) => {
                     return Err(ModelError::Remote(format!(
                         "{}: reading the answer stream: {e}",
@@ -143,18 +170,23 @@ impl OpenAiChat {
                 }
                 Err(SseError::Bad(why)) => return Err(self.malformed(why)),
             };
+            if ev.error {
+                // `event: error` or an `error:` field (llama.cpp's server sent errors so).
+                let err = serde_json::from_str(&ev.data).unwrap_or(Value::String(ev.data));
+                return Err(self.stream_error(&err));
+            }
+            let data = ev.data;
             if data.trim() == "[DONE]" {
+                if g.reason.is_none() && g.text.is_empty() {
+                    return Err(self.malformed("[DONE] before any answer".into()));
+                }
                 g.done = true;
                 break;
             }
             let chunk: Chunk = serde_json::from_str(&data)
                 .map_err(|e| self.malformed(format!("event {:?}: {e}", head(&data))))?;
             if let Some(err) = chunk.error {
-                return Err(ModelError::Remote(format!(
-                    "{} reported an error mid-answer: {}",
-                    self.endpoint,
-                    error_text(&err)
-                )));
+                return Err(self.stream_error(&err));
             }
             if !g.take(chunk, p, emit) {
                 g.reason = Some(StopReason::Cancelled);
@@ -294,10 +326,16 @@ impl GenBackend for OpenAiChat {
                 .unwrap_or_default();
             let mut message = error_message(&text);
             if matches!(status, 401 | 403) {
-                message.push_str(
-                    " (the server's key for this endpoint is [generation] api_key or \
-                     QUIVER_GEN_API_KEY)",
+                // The endpoint's words may echo part of the key: they go to the log only.
+                tracing::warn!(
+                    endpoint = %self.endpoint,
+                    status,
+                    %message,
+                    "the generation endpoint refused the server's key"
                 );
+                message = "the endpoint refused the server's key ([generation] api_key or \
+                           QUIVER_GEN_API_KEY; its answer is in the server log)"
+                    .into();
             }
             return Err(ModelError::RemoteStatus {
                 endpoint: self.endpoint.clone(),
@@ -319,6 +357,12 @@ impl GenBackend for OpenAiChat {
             })?;
             let chunk: Chunk = serde_json::from_str(&text)
                 .map_err(|e| self.malformed(format!("answer {:?}: {e}", head(&text))))?;
+            if let Some(err) = chunk.error {
+                return Err(self.stream_error(&err));
+            }
+            if chunk.choices.as_ref().is_none_or(Vec::is_empty) {
+                return Err(self.malformed(format!("answer without choices: {:?}", head(&text))));
+            }
             let mut g = Progress::new(t0);
             if !g.take(chunk, p, emit) {
                 g.reason = Some(StopReason::Cancelled);
@@ -427,6 +471,13 @@ enum SseError {
     Bad(String),
 }
 
+/// One server-sent event: its data, and whether it reports an error (`event: error`, or an
+/// `error:` field whose value then counts as data).
+struct Event {
+    data: String,
+    error: bool,
+}
+
 /// The `data` of server-sent events, one event at a time (the WHATWG event-stream format:
 /// `field: value` lines, an empty line ends an event, several `data` lines are joined by
 /// newlines, lines starting with `:` are comments; other fields are not used here).
@@ -443,9 +494,11 @@ impl<R: BufRead> SseReader<R> {
         }
     }
 
-    /// The next event's data; `None` at the end of the stream.
-    fn next_event(&mut self) -> Result<Option<String>, SseError> {
+    /// The next event; `None` at the end of the stream.
+    fn next_event(&mut self) -> Result<Option<Event>, SseError> {
         let mut data: Option<String> = None;
+        let mut error = false;
+        let event = |data: Option<String>, error: bool| data.map(|data| Event { data, error });
         loop {
             self.line.clear();
             let n = (&mut self.inner)
@@ -453,8 +506,9 @@ impl<R: BufRead> SseReader<R> {
                 .read_until(b'\n', &mut self.line)
                 .map_err(SseError::Io)?;
             if n == 0 {
-                // End of stream: an event without its closing empty line still counts.
-                return Ok(data);
+                // End of stream: an event without its closing empty line is dropped (as the
+                // format says), but for a bare [DONE].
+                return Ok(event(data.filter(|d| d.trim() == "[DONE]"), error));
             }
             if self.line.last() != Some(&b'\n') && n as u64 == MAX_EVENT_BYTES {
                 return Err(SseError::Bad(format!(
@@ -466,7 +520,7 @@ impl<R: BufRead> SseReader<R> {
                 .trim_end_matches(['\n', '\r']);
             if line.is_empty() {
                 if data.is_some() {
-                    return Ok(data);
+                    return Ok(event(data, error));
                 }
                 continue;
             }
@@ -474,8 +528,14 @@ impl<R: BufRead> SseReader<R> {
                 continue;
             }
             let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            if field == "data" {
-                let value = value.strip_prefix(' ').unwrap_or(value);
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            if field == "event" && value == "error" {
+                error = true;
+            }
+            if field == "error" {
+                error = true;
+            }
+            if field == "data" || field == "error" {
                 match &mut data {
                     Some(d) => {
                         if d.len() as u64 + value.len() as u64 > MAX_EVENT_BYTES {
@@ -500,8 +560,8 @@ mod tests {
     fn events(text: &str) -> Vec<String> {
         let mut r = SseReader::new(text.as_bytes());
         let mut out = Vec::new();
-        while let Some(d) = r.next_event().unwrap() {
-            out.push(d);
+        while let Some(ev) = r.next_event().unwrap() {
+            out.push(ev.data);
         }
         out
     }
@@ -649,5 +709,39 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, ModelError::RemoteMalformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn errors_inside_a_stream_are_errors_not_empty_answers() {
+        let chat = OpenAiChat::new("http://127.0.0.1:9/v1", "m", None, Duration::from_secs(1));
+        let read = |text: &str| {
+            chat.read_stream(text.as_bytes(), &params(), Instant::now(), &mut |_| true)
+                .err()
+                .expect("an error")
+        };
+        let status = |e: &ModelError| match e {
+            ModelError::RemoteStatus {
+                status, message, ..
+            } => Some((*status, message.clone())),
+            _ => None,
+        };
+        // llama.cpp's `error:` field, then [DONE]; `event: error`; an error chunk.
+        let e =
+            read("error: {\"code\":400,\"message\":\"exceeds the context\"}\n\ndata: [DONE]\n\n");
+        assert_eq!(status(&e), Some((400, "exceeds the context".into())), "{e}");
+        let e = read("event: error\ndata: {\"code\":429,\"message\":\"busy\"}\n\n");
+        assert_eq!(status(&e), Some((429, "busy".into())), "{e}");
+        let e = read("data: {\"error\":{\"code\":400,\"message\":\"bad\"}}\n\n");
+        assert_eq!(status(&e), Some((400, "bad".into())), "{e}");
+        let e = read("data: {\"error\":{\"message\":\"lost the GPU\"}}\n\n");
+        assert!(
+            matches!(&e, ModelError::Remote(m) if m.contains("lost the GPU")),
+            "{e}"
+        );
+        // [DONE] before any answer; an event cut off by the end of the stream.
+        let e = read("data: [DONE]\n\n");
+        assert!(matches!(e, ModelError::RemoteMalformed { .. }), "{e}");
+        let e = read("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reas");
+        assert!(matches!(e, ModelError::Remote(_)), "{e}");
     }
 }
