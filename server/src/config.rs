@@ -96,8 +96,22 @@ impl GenerationFile {
             }
             return Ok(None);
         }
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        let Some(rest) = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        else {
             bail!("generation.url {url:?} must start with http:// or https://");
+        };
+        // The URL shows in error messages and logs: no credentials in it.
+        if rest
+            .split(['/', '?', '#'])
+            .next()
+            .is_some_and(|a| a.contains('@'))
+        {
+            bail!(
+                "generation.url must not hold credentials (user:password@host): give the key \
+                 as generation.api_key or QUIVER_GEN_API_KEY"
+            );
         }
         if self.model.trim().is_empty() {
             bail!(
@@ -520,6 +534,23 @@ mod tests {
             ..o
         };
         assert!(Config::load(&o).is_err(), "a URL without its scheme");
+        let o = Overrides {
+            gen_url: Some("https://me:secret@example.com/v1".into()),
+            ..o
+        };
+        let err = Config::load(&o).unwrap_err().to_string();
+        assert!(
+            err.contains("credentials") && !err.contains("secret"),
+            "{err}"
+        );
+        let o = Overrides {
+            gen_url: Some("https://example.com/v1?who=a@b".into()),
+            ..o
+        };
+        assert!(
+            Config::load(&o).is_ok(),
+            "an @ after the host is no credential"
+        );
         let o = Overrides { gen_url: None, ..o };
         let err = Config::load(&o).unwrap_err().to_string();
         assert!(

@@ -232,6 +232,12 @@ impl ServerProcess {
         }
     }
 
+    /// Kills the process and removes its data folder: the end of a test that passed.
+    pub fn remove(mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+
     /// Stops the process with SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -290,6 +290,7 @@ async fn rare_terms_paraphrases_restart_and_deletes() {
             .hits;
         assert_eq!(doc_ids(&hits), ["e3"], "{mode:?}");
     }
+    server.remove();
 }
 
 #[tokio::test]
@@ -519,4 +520,5 @@ async fn bm25_without_a_model_ask_uses_hybrid_and_bad_inputs() {
     let last = last.unwrap();
     let cited: Vec<&str> = last.citations.iter().map(|c| c.doc_id.as_str()).collect();
     assert!(cited.contains(&"e4"), "context {cited:?}");
+    server.remove();
 }

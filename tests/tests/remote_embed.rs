@@ -160,5 +160,5 @@ async fn documents_and_text_search_through_an_openai_compatible_endpoint() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    drop(server);
+    server.remove();
 }

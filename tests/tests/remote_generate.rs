@@ -436,6 +436,7 @@ async fn generate_and_ask_through_an_openai_compatible_endpoint() {
         !server.logs().contains(KEY),
         "the key never reaches the log"
     );
+    server.remove();
 }
 
 #[tokio::test]
@@ -457,7 +458,7 @@ async fn endpoint_failures_are_clear_statuses() {
     assert!(server.logs().contains("Incorrect API key provided"));
     assert!(!server.logs().contains("wrong-key") && !err.message().contains("wrong-key"));
     assert_eq!(stand_in.count(), 1);
-    drop(server);
+    server.remove();
 
     // A URL with nothing behind it: UNAVAILABLE naming the endpoint; the server stays up and
     // answers the same way again.
@@ -477,7 +478,7 @@ async fn endpoint_failures_are_clear_statuses() {
             err.message()
         );
     }
-    drop(server);
+    server.remove();
 
     // A URL without a model is refused at start, with the setting to fix.
     let dir = temp_dir("remote-gen-no-model");
@@ -490,4 +491,5 @@ async fn endpoint_failures_are_clear_statuses() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("generation.model"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
