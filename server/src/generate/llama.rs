@@ -11,7 +11,8 @@
 //! GGUF stores the query and key projections permuted for interleaved rotary embeddings (pairs
 //! 2i, 2i+1), so rotation here is the interleaved form.
 
-use super::kernel::{Matrix, matmul, scores, softmax, weighted_sum};
+use super::kernel::{Matrix, matmul, scores, weighted_sum};
+use super::softmax::softmax;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Result, Tensor};
 use std::io::{Read, Seek};

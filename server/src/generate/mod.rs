@@ -16,6 +16,7 @@
 //! | `mod.rs` | the generator: sampling, stop sequences, prompt-lookup drafts and verification |
 //! | `llama.rs` | the decoder: f32 weights, KV cache, forward pass over a token slice |
 //! | `kernel.rs` | skinny matrix product, attention scores and sums (AVX-512 + scalar twins) |
+//! | `softmax.rs` | the attention softmax and its exponential (AVX-512 + scalar twin) |
 //! | `tokenizer.rs` | the GGUF tokenizer and the chat template |
 //! | `backend.rs` | `GenBackend`: this model (`BuiltIn`) or a remote one, as the service sees them |
 //! | `openai.rs` | the remote back-end: an OpenAI-compatible `/v1/chat/completions` endpoint |
@@ -27,6 +28,7 @@ pub mod backend;
 pub mod kernel;
 pub mod llama;
 pub mod openai;
+pub mod softmax;
 pub mod tokenizer;
 
 use crate::embed::ModelError;
